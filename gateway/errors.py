@@ -1,0 +1,69 @@
+"""The one table from error codes to HTTP statuses, and problem+json rendering.
+
+Why: services raise typed errors with stable codes and know nothing of HTTP; the gateway decides
+the status here and nowhere else. An error this table does not know is a 500 whose detail never
+leaks the internal message.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from werkzeug.wrappers import Response
+
+from sportello.errors import SportelloError
+
+
+class RouteNotFound(SportelloError):
+    code = "route.not_found"
+    title = "No such route"
+
+
+class MethodNotAllowed(SportelloError):
+    code = "route.method_not_allowed"
+    title = "Method not allowed"
+
+
+class UpstreamTimeout(SportelloError):
+    code = "upstream.timeout"
+    title = "A service did not answer in time"
+
+
+HTTP_STATUS: dict[str, int] = {
+    "request.invalid": 400,
+    "event.malformed": 400,
+    "event.unknown_type": 400,
+    "access.forbidden": 403,
+    "resource.not_found": 404,
+    "tenant.unknown": 404,
+    "route.not_found": 404,
+    "route.method_not_allowed": 405,
+    "configuration.invalid": 500,
+    "internal": 500,
+    "service.unavailable": 503,
+    "upstream.timeout": 504,
+}
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def problem(error: SportelloError | None, *, request_id: str, instance: str | None = None,
+            headers: dict[str, str] | None = None) -> Response:
+    """Render an error as RFC 9457 problem details. Unknown errors become an opaque 500."""
+    if error is None or error.code not in HTTP_STATUS:
+        code, title, detail, status = "internal", "Internal error", "unexpected error; quote the request id", 500
+    else:
+        code, title, detail, status = error.code, error.title, error.detail, HTTP_STATUS[error.code]
+    body: dict[str, Any] = {
+        "type": f"urn:sportello:problem:{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "request_id": request_id,
+    }
+    if instance:
+        body["instance"] = instance
+    return Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON,
+                    headers={"X-Request-ID": request_id, **(headers or {})})

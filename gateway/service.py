@@ -1,0 +1,158 @@
+"""The gateway: the one HTTP API, translating requests into RPC calls on the services.
+
+Thin by design: a route validates its input, calls a service (always with a deadline) and shapes
+the answer; errors become problem+json through the single table in `gateway.errors`.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import structlog
+import yaml
+from eventlet.event import Event
+from nameko.extensions import DependencyProvider
+from nameko.rpc import RpcProxy
+from nameko.web.handlers import HttpRequestHandler
+from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
+from werkzeug.exceptions import NotFound as WerkzeugNotFound
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Request, Response
+
+from gateway.errors import MethodNotAllowed, RouteNotFound, problem
+from sportello.asyncapi import asyncapi_document
+from sportello.edge.kernel import SETTINGS_CONFIG_KEY, RequestContextProvider, safe_correlation_id
+from sportello.edge.rpc import gather_with_deadline, register_remote_errors
+from sportello.errors import SportelloError
+from sportello.settings import SERVICE_NAMES, Settings, load_settings
+from sportello.version import __version__
+
+log = structlog.get_logger("gateway")
+
+OPENAPI_PATH = Path(__file__).resolve().parent / "openapi.yaml"
+HEALTH_DEADLINE_SECONDS = 3.0
+
+
+def _openapi_route_map(document: dict[str, Any]) -> Map:
+    """The contract's paths as werkzeug rules: tells 'no such path' (404) from 'wrong method' (405)."""
+    rules = []
+    for path, operations in document.get("paths", {}).items():
+        methods = [m.upper() for m in operations if m in {"get", "post", "put", "patch", "delete"}]
+        rules.append(Rule(path.replace("{", "<").replace("}", ">"), methods=methods))
+    return Map(rules)
+
+
+class ApiRoute(HttpRequestHandler):
+    """nameko's HTTP entrypoint with request ids and problem+json for every error."""
+
+    def __init__(self, method: str, url: str, **kwargs: Any) -> None:
+        kwargs.setdefault("expected_exceptions", SportelloError)  # logged as warnings, not tracebacks
+        super().__init__(method, url, **kwargs)
+
+    def handle_request(self, request: Request) -> Response:
+        request.shallow = False
+        request_id = safe_correlation_id(request.headers.get("X-Request-ID"))
+        try:
+            args, kwargs = self.get_entrypoint_parameters(request)
+            self.check_signature(args, kwargs)
+            event = Event()
+            self.container.spawn_worker(self, args, kwargs, context_data={"correlation_id": request_id},
+                                        handle_result=partial(self.handle_result, event))
+            response = self.response_from_result(event.wait())
+        except SportelloError as exc:
+            response = problem(exc, request_id=request_id, instance=request.path)
+        except Exception as exc:  # noqa: BLE001 - never a stack trace to the caller
+            log.error("gateway_unhandled_error", error=type(exc).__name__, path=request.path,
+                      correlation_id=request_id)
+            response = problem(None, request_id=request_id, instance=request.path)
+        response.headers["X-Request-ID"] = request_id
+        return response
+
+
+api = ApiRoute.decorator
+
+
+class GatewaySettings(DependencyProvider):
+    def setup(self) -> None:
+        settings = self.container.config.get(SETTINGS_CONFIG_KEY)
+        self.settings: Settings = settings if isinstance(settings, Settings) else load_settings()
+
+    def get_dependency(self, worker_ctx: Any) -> Settings:
+        return self.settings
+
+
+class Contract(DependencyProvider):
+    """The OpenAPI document, read once at start-up (a broken contract stops the gateway)."""
+
+    def setup(self) -> None:
+        self.text = OPENAPI_PATH.read_text(encoding="utf-8")
+        self.document = yaml.safe_load(self.text)
+        self.as_json = json.dumps(self.document)
+        self.routes = _openapi_route_map(self.document)
+        self.asyncapi = json.dumps(asyncapi_document(__version__))
+        register_remote_errors()
+
+    def get_dependency(self, worker_ctx: Any) -> Contract:
+        return self
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(json.dumps(body), status=status, mimetype="application/json")
+
+
+class GatewayService:
+    name = "gateway"
+    serves_http = True
+
+    settings: Settings = GatewaySettings()  # type: ignore[assignment]
+    contract: Contract = Contract()  # type: ignore[assignment]
+    request = RequestContextProvider()
+    anpr = RpcProxy("anpr")
+    pagopa = RpcProxy("pagopa")
+    spid = RpcProxy("spid")
+    appio = RpcProxy("appio")
+
+    @api("GET", "/v1/health")
+    def health(self, request: Request) -> Response:
+        calls = {name: getattr(self, name).health for name in SERVICE_NAMES}
+        results = gather_with_deadline(calls, timeout=HEALTH_DEADLINE_SECONDS)
+        services: dict[str, Any] = {}
+        for name, (answer, error) in results.items():
+            if error is None and isinstance(answer, dict):
+                services[name] = answer
+            else:
+                reason = "timeout" if error is not None and "Timeout" in type(error).__name__ else (
+                    getattr(error, "code", type(error).__name__))
+                services[name] = {"service": name, "status": "unreachable", "error": reason}
+        statuses = {s["status"] for s in services.values()}
+        overall = "ok" if statuses == {"ok"} else ("degraded" if statuses <= {"ok", "degraded"} else "down")
+        body = {"status": overall, "request_id": self.request.correlation_id,
+                "gateway": {"version": __version__}, "services": services}
+        return _json(body, 200 if overall == "ok" else 503)
+
+    @api("GET", "/v1/openapi.yaml")
+    def openapi_yaml(self, request: Request) -> Response:
+        return Response(self.contract.text, mimetype="application/yaml")
+
+    @api("GET", "/v1/openapi.json")
+    def openapi_json(self, request: Request) -> Response:
+        return Response(self.contract.as_json, mimetype="application/json")
+
+    @api("GET", "/v1/asyncapi.json")
+    def asyncapi_json(self, request: Request) -> Response:
+        return Response(self.contract.asyncapi, mimetype="application/json")
+
+    @api("GET,POST,PUT,PATCH,DELETE,HEAD,OPTIONS", "/<path:path>")
+    def not_routed(self, request: Request, path: str) -> Response:
+        adapter = self.contract.routes.bind("localhost")
+        try:
+            adapter.match(request.path, method=request.method)
+        except WerkzeugMethodNotAllowed as exc:
+            allowed = ", ".join(sorted(exc.valid_methods or []))
+            raise MethodNotAllowed(f"{request.method} is not allowed here; use {allowed}") from None
+        except WerkzeugNotFound:
+            pass
+        raise RouteNotFound(f"no route {request.method} {request.path}")

@@ -1,0 +1,1 @@
+"""App IO: profile checks and messages within IO's limits."""

@@ -1,0 +1,1 @@
+"""pagoPA: debt positions, notices, receipts, reconciliation, campaigns."""

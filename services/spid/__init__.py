@@ -1,0 +1,1 @@
+"""SPID and CIE login, gateway tokens."""

@@ -1,0 +1,36 @@
+"""Idempotent consumers: an event's effect and the record that it was applied commit together.
+
+Why: the broker delivers at least once (redelivery after a crash, a relay republishing after a
+lost confirm, a replayed dead letter). `claim()` inserts (consumer, event id) in the caller's
+transaction; if the row already exists the event was applied before and the caller skips it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from sportello.events import Envelope
+from sportello.tables import inbox
+
+
+def claim(session: Session, consumer: str, envelope: Envelope[Any]) -> bool:
+    """True the first time `consumer` sees this event id (the claim commits with the effect)."""
+    already = session.execute(
+        select(inbox.c.event_id).where(inbox.c.consumer == consumer, inbox.c.event_id == envelope.id)
+    ).first()
+    if already is not None:
+        return False
+    try:
+        with session.begin_nested():  # a concurrent duplicate loses on the primary key, cleanly
+            session.execute(
+                insert(inbox).values(consumer=consumer, event_id=envelope.id, event_type=envelope.type,
+                                     tenant=envelope.tenant, processed_at=datetime.now(UTC))
+            )
+    except IntegrityError:
+        return False
+    return True

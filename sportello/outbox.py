@@ -1,0 +1,120 @@
+"""Transactional outbox: an event is stored with the state change it announces, then relayed.
+
+Why: publishing after a commit loses the event if the process dies in between; publishing
+before it announces a change that may roll back. Writing the event into `outbox` inside the
+same transaction and letting a relay publish it (with publisher confirms) afterwards gives
+at-least-once delivery; consumers are idempotent, so the effect happens once.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from sportello.db import Database
+from sportello.events import Envelope
+from sportello.tables import outbox
+
+
+def add_event(session: Session, envelope: Envelope[Any]) -> None:
+    """Store `envelope` in the outbox as part of the caller's transaction."""
+    session.execute(
+        insert(outbox).values(
+            event_id=envelope.id,
+            event_type=envelope.type,
+            tenant=envelope.tenant,
+            correlation_id=envelope.correlationid,
+            body=json.dumps(envelope.to_message(), separators=(",", ":"), ensure_ascii=False),
+            created_at=datetime.now(UTC),
+        )
+    )
+
+
+class EventPublisher(Protocol):
+    def publish_event(self, body: str, *, event_type: str, event_id: str, correlation_id: str, tenant: str) -> None:
+        ...
+
+
+@dataclass(frozen=True)
+class _Pending:
+    id: int
+    event_id: str
+    event_type: str
+    tenant: str
+    correlation_id: str
+    body: str
+
+
+class OutboxRelay:
+    """Moves outbox rows to the broker, oldest first; each row is marked only after its confirm.
+
+    On PostgreSQL the batch is claimed with `FOR UPDATE SKIP LOCKED`, so several replicas can
+    relay side by side without publishing a row twice. On SQLite (one process) the rows are read,
+    published, then marked in a short second transaction, leaving the database free meanwhile.
+    """
+
+    def __init__(self, database: Database, publisher: EventPublisher, *, batch_size: int = 200) -> None:
+        self._db = database
+        self._publisher = publisher
+        self._batch = batch_size
+
+    def _select(self) -> Any:
+        return (
+            select(outbox.c.id, outbox.c.event_id, outbox.c.event_type, outbox.c.tenant,
+                   outbox.c.correlation_id, outbox.c.body)
+            .where(outbox.c.published_at.is_(None))
+            .order_by(outbox.c.id)
+            .limit(self._batch)
+        )
+
+    def relay_once(self) -> int:
+        """Publish up to one batch. Returns how many rows were published and marked."""
+        if self._db.is_sqlite:
+            with self._db.transaction() as session:
+                pending = [_Pending(*row) for row in session.execute(self._select())]
+            published = self._publish(pending)
+            if published:
+                with self._db.transaction() as session:
+                    self._mark(session, published)
+            return len(published)
+        with self._db.transaction() as session:
+            pending = [_Pending(*row) for row in session.execute(self._select().with_for_update(skip_locked=True))]
+            published = self._publish(pending)  # on a broker failure half-way, keeps what was confirmed
+            self._mark(session, published)
+            return len(published)
+
+    def _publish(self, pending: list[_Pending]) -> list[int]:
+        published: list[int] = []
+        for row in pending:
+            try:
+                self._publisher.publish_event(row.body, event_type=row.event_type, event_id=row.event_id,
+                                              correlation_id=row.correlation_id, tenant=row.tenant)
+            except Exception:
+                if not published:
+                    raise
+                break  # keep what was confirmed; the rest goes in the next round
+            published.append(row.id)
+        return published
+
+    @staticmethod
+    def _mark(session: Session, ids: list[int]) -> None:
+        if ids:
+            session.execute(update(outbox).where(outbox.c.id.in_(ids)).values(published_at=datetime.now(UTC)))
+
+    def lag(self) -> dict[str, Any]:
+        """How much is waiting: count and age in seconds of the oldest unpublished event."""
+        with self._db.transaction() as session:
+            count, oldest = session.execute(
+                select(func.count(), func.min(outbox.c.created_at)).where(outbox.c.published_at.is_(None))
+            ).one()
+        age = 0.0
+        if oldest is not None:
+            if oldest.tzinfo is None:  # SQLite returns naive datetimes
+                oldest = oldest.replace(tzinfo=UTC)
+            age = max(0.0, (datetime.now(UTC) - oldest).total_seconds())
+        return {"pending": int(count), "oldest_seconds": round(age, 3)}

@@ -1,0 +1,100 @@
+"""Process entry point: `python -m sportello.run <component>` runs one service or the gateway.
+
+Start-up fails fast: settings and tenants are validated, the service's database is migrated,
+then the nameko container starts. SIGTERM / SIGINT stop it gracefully (in-flight workers
+finish, unacked messages go back to the broker).
+"""
+
+import warnings
+
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")  # known; see docs/adr/0001
+
+import eventlet  # noqa: E402
+
+eventlet.monkey_patch()  # must precede every other import that touches sockets or threads
+
+import importlib  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+from typing import Any  # noqa: E402
+
+import psycogreen.eventlet  # noqa: E402
+import structlog  # noqa: E402
+from nameko.runners import ServiceRunner  # noqa: E402
+
+from sportello.edge.kernel import SETTINGS_CONFIG_KEY  # noqa: E402
+from sportello.errors import ConfigurationError  # noqa: E402
+from sportello.logging import configure_logging  # noqa: E402
+from sportello.settings import load_settings  # noqa: E402
+from sportello.tenants import SecretSource, load_tenants  # noqa: E402
+
+psycogreen.eventlet.patch_psycopg()
+
+COMPONENTS = {
+    "anpr": "services.anpr.service:AnprService",
+    "pagopa": "services.pagopa.service:PagoPAService",
+    "spid": "services.spid.service:SpidService",
+    "appio": "services.appio.service:AppIOService",
+    "gateway": "gateway.service:GatewayService",
+}
+
+
+def load_component(name: str) -> Any:
+    target = COMPONENTS.get(name, name)
+    if ":" not in target:
+        raise ConfigurationError(f"unknown component {name!r}; one of {', '.join(COMPONENTS)} or module:Class")
+    module_name, class_name = target.split(":", 1)
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def nameko_config(settings: Any, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "AMQP_URI": settings.amqp_uri,
+        SETTINGS_CONFIG_KEY: settings,
+        "max_workers": 32,
+        "parent_calls_tracked": 10,
+        "serializer": "json",
+    }
+    config.update(extra or {})
+    return config
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print(f"usage: python -m sportello.run <{'|'.join(COMPONENTS)}|module:Class>", file=sys.stderr)
+        return 2
+    try:
+        settings = load_settings()
+        service_cls = load_component(args[0])
+        configure_logging(service_cls.name, settings.log_level, settings.log_format)
+        load_tenants(settings.tenants_dir, SecretSource(secrets_dir=settings.secrets_dir))  # fail fast
+        extra: dict[str, Any] = {}
+        if getattr(service_cls, "serves_http", False):
+            extra["WEB_SERVER_ADDRESS"] = settings.gateway_address
+        else:
+            from sportello.migrate import upgrade
+
+            upgrade(service_cls.name, settings.database_url_for(service_cls.name))
+    except ConfigurationError as exc:
+        print(f"sportello: cannot start {args[0]}: {exc.detail}", file=sys.stderr)
+        return 78  # EX_CONFIG
+    log = structlog.get_logger("sportello.run")
+    runner = ServiceRunner(nameko_config(settings, extra))
+    runner.add_service(service_cls)
+
+    def _stop(signum: int, _frame: Any) -> None:
+        log.info("service_stopping", signal=signum)
+        eventlet.spawn_n(runner.stop)
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    runner.start()
+    log.info("service_started", component=args[0])
+    runner.wait()
+    log.info("service_stopped", component=args[0])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

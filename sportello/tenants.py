@@ -1,0 +1,215 @@
+"""Tenants: one Comune each, loaded from configuration files plus secrets.
+
+Why: one installation serves many Comuni, each with its own codes, IBANs, keys and IO
+services. A tenant is added by dropping a YAML file in the tenants folder and providing its
+secrets (environment variables `SPORTELLO_SECRET_<NAME>` or files in the secrets folder) — never
+by code. A secret is written in YAML as `{secret: NAME}`; a missing one stops start-up.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from schwifty import IBAN
+from schwifty.exceptions import SchwiftyException
+from stdnum.it import codicefiscale, iva
+
+from sportello.errors import ConfigurationError, UnknownTenant
+
+_SECRET_NAME = re.compile(r"^[A-Z][A-Z0-9_]{1,127}$")
+TenantId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{1,62}$")]
+
+
+class SecretSource:
+    """Where secrets come from: the environment first, then mounted files."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None, secrets_dir: Path | None = None) -> None:
+        self._environ = os.environ if environ is None else environ
+        self._dir = secrets_dir
+
+    def get(self, name: str) -> str:
+        if not _SECRET_NAME.match(name):
+            raise ConfigurationError(f"secret name {name!r} must be UPPER_SNAKE_CASE")
+        value = self._environ.get(f"SPORTELLO_SECRET_{name}")
+        if value is None and self._dir is not None:
+            path = self._dir / name
+            if path.is_file():
+                value = path.read_text(encoding="utf-8").strip()
+        if not value:
+            raise ConfigurationError(
+                f"secret {name} is missing: set SPORTELLO_SECRET_{name} or mount a file named {name}"
+                + (f" in {self._dir}" if self._dir else " and set SPORTELLO_SECRETS_DIR")
+            )
+        return value
+
+
+def _resolve_secrets(node: Any, secrets: SecretSource) -> Any:
+    """Replace every `{secret: NAME}` mapping in a parsed YAML tree by the secret's value."""
+    if isinstance(node, dict):
+        if set(node) == {"secret"}:
+            return secrets.get(str(node["secret"]))
+        return {key: _resolve_secrets(value, secrets) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_resolve_secrets(item, secrets) for item in node]
+    return node
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PagoPAConfig(_Config):
+    segregation_code: str = Field(pattern=r"^[0-9]{2}$", description="codice segregazione (aux digit 3)")
+    broker_id: str = Field(pattern=r"^[0-9]{11}$", description="idBrokerPA")
+    station_id: str = Field(pattern=r"^[0-9]{11}_[0-9]{2}$", description="idStazione")
+    ibans: tuple[str, ...] = Field(min_length=1, description="accredit IBANs of the Comune")
+    gpd_base_url: AnyHttpUrl
+    gpd_subscription_key: SecretStr
+    checkout_base_url: AnyHttpUrl
+
+    @field_validator("ibans")
+    @classmethod
+    def _valid_ibans(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        cleaned = []
+        for raw in value:
+            try:
+                cleaned.append(str(IBAN(raw)))
+            except SchwiftyException as exc:
+                raise ValueError(f"invalid IBAN ({type(exc).__name__})") from None
+        return tuple(cleaned)
+
+
+class IOService(_Config):
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]{1,40}$", description="our name: anagrafe, tributi, ...")
+    service_id: str = Field(min_length=1, max_length=64)
+    primary_key: SecretStr
+    secondary_key: SecretStr | None = None
+
+
+class AppIOConfig(_Config):
+    base_url: AnyHttpUrl
+    services: tuple[IOService, ...] = Field(min_length=1)
+
+    def service(self, name: str) -> IOService:
+        for service in self.services:
+            if service.name == name:
+                return service
+        raise ConfigurationError(f"no IO service named {name!r}")
+
+
+class SpidConfig(_Config):
+    entity_id: AnyHttpUrl
+    signing_key: SecretStr
+    signing_certificate: str = Field(min_length=1)
+    cie_client_id: AnyHttpUrl | None = None
+
+
+class PdndConfig(_Config):
+    token_url: AnyHttpUrl
+    client_id: str = Field(min_length=1)
+    key_id: str = Field(min_length=1)
+    private_key: SecretStr
+    purposes: dict[str, str] = Field(description="e-service (C001, C003, C030, ...) -> purposeId")
+    anpr_base_url: AnyHttpUrl
+    anpr_ws6001_url: AnyHttpUrl
+
+
+class Tenant(_Config):
+    """A Comune served by this installation."""
+
+    id: TenantId
+    name: str = Field(min_length=3, max_length=120)
+    fiscal_code: str = Field(description="the Comune's 11-digit fiscal code")
+    istat_code: str = Field(pattern=r"^[0-9]{6}$")
+    ipa_code: str = Field(min_length=2, max_length=20)
+    operators: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict, description="citizen fiscal code -> roles (operator, admin)"
+    )
+    pagopa: PagoPAConfig | None = None
+    appio: AppIOConfig | None = None
+    spid: SpidConfig | None = None
+    pdnd: PdndConfig | None = None
+
+    @field_validator("fiscal_code")
+    @classmethod
+    def _organisation_fiscal_code(cls, value: str) -> str:
+        if not iva.is_valid(value):
+            raise ValueError("not a valid 11-digit organisation fiscal code")
+        return value
+
+    @field_validator("operators")
+    @classmethod
+    def _operator_codes(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        for fiscal_code, roles in value.items():
+            if not codicefiscale.is_valid(fiscal_code):
+                raise ValueError("an operator key is not a valid personal fiscal code")
+            if not set(roles) <= {"operator", "admin"}:
+                raise ValueError("operator roles must be 'operator' or 'admin'")
+        return value
+
+    @model_validator(mode="after")
+    def _station_belongs_to_broker(self) -> Tenant:
+        if self.pagopa and not self.pagopa.station_id.startswith(self.pagopa.broker_id):
+            raise ValueError("pagopa.station_id must start with pagopa.broker_id")
+        return self
+
+
+class TenantRegistry:
+    """The tenants of this installation, by id. Immutable once loaded."""
+
+    def __init__(self, tenants: Mapping[str, Tenant]) -> None:
+        self._tenants = dict(tenants)
+
+    def get(self, tenant_id: str) -> Tenant:
+        try:
+            return self._tenants[tenant_id]
+        except (KeyError, TypeError):
+            raise UnknownTenant(f"no tenant {tenant_id!r}") from None
+
+    def __iter__(self) -> Iterator[Tenant]:
+        return iter(self._tenants.values())
+
+    def __len__(self) -> int:
+        return len(self._tenants)
+
+    def ids(self) -> list[str]:
+        return sorted(self._tenants)
+
+
+def load_tenants(folder: Path, secrets: SecretSource) -> TenantRegistry:
+    """Load every `*.yaml` in `folder`; any invalid file or missing secret stops start-up."""
+    tenants: dict[str, Tenant] = {}
+    files = sorted(folder.glob("*.yaml"))
+    if not files:
+        raise ConfigurationError(f"no tenant files (*.yaml) in {folder}")
+    for path in files:
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ConfigurationError(f"{path.name}: not valid YAML ({type(exc).__name__})") from None
+        if not isinstance(raw, dict):
+            raise ConfigurationError(f"{path.name}: a tenant file must be a mapping")
+        try:
+            tenant = Tenant.model_validate(_resolve_secrets(raw, secrets))
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+            raise ConfigurationError(f"{path.name}: {problems}") from None
+        if tenant.id in tenants:
+            raise ConfigurationError(f"{path.name}: tenant id {tenant.id!r} defined twice")
+        tenants[tenant.id] = tenant
+    return TenantRegistry(tenants)
