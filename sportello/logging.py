@@ -23,7 +23,8 @@ _FISCAL_CODE = re.compile(
 )
 # IBANs, compact or printed in groups of four.
 _IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?(?![A-Za-z0-9])")
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+# The match runs to the end of the word, so it never cuts what follows in half ("x@y.RSSMRA85...").
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}[A-Za-z0-9]*")
 _BEARER = re.compile(r"(?i)\b(bearer|dpop|basic)\s+[A-Za-z0-9._~+/=-]+")
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
 # Base64 of "<samlp:", "<saml2p:", "<saml:", "<?xml", "<md:" and any XML text of SAML.
@@ -52,7 +53,8 @@ SENSITIVE_KEYS = frozenset(
         "api_key", "subscription_key", "private_key", "client_assertion", "cookie",
     }
 )
-_KEEP = frozenset({"event", "level", "timestamp", "logger"})
+# The message itself is masked too: a formatted f-string is as likely to carry personal data as a field.
+_KEEP = frozenset({"level", "timestamp", "logger"})
 
 
 def mask_text(text: str) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 import eventlet
 from nameko.exceptions import deserialize_to_instance, registry
+from nameko.rpc import Rpc
 
 from sportello.errors import SportelloError
 
@@ -45,3 +46,14 @@ def gather_with_deadline(calls: dict[str, Any], *, timeout: float) -> dict[str, 
         except Exception as exc:  # noqa: BLE001 - reported per service, not raised
             results[name] = (None, exc)
     return results
+
+
+class TypedRpc(Rpc):
+    """nameko's RPC entrypoint; our typed errors are expected outcomes (logged as warnings)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("expected_exceptions", SportelloError)
+        super().__init__(**kwargs)
+
+
+rpc = TypedRpc.decorator

@@ -10,12 +10,12 @@ import time
 from typing import Any
 
 import structlog
-from nameko.rpc import rpc
 
 from sportello.deadletters import DeadLetterStore, IncomingDeadLetter
 from sportello.edge.kernel import DatabaseProvider, DeadLettersProvider, RequestContextProvider, TenantsProvider
 from sportello.edge.messaging import BrokerProvider, dead_letter_recorder
 from sportello.edge.relay import OutboxRelayProvider
+from sportello.edge.rpc import rpc
 from sportello.version import __version__
 
 log = structlog.get_logger("sportello.service")
