@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RUN_DIR = ROOT / ".run"
+RUN_DIR = Path(os.environ.get("SPORTELLO_RUN_DIR", ROOT / ".run"))
 SERVICES = ("anpr", "pagopa", "spid", "appio")
 # Sandbox twins of the national platforms join this list as they are built (module, port).
 SANDBOX_TWINS: tuple[tuple[str, str], ...] = ()

@@ -1,0 +1,135 @@
+"""The four real services and the gateway, each its own process, on PostgreSQL and RabbitMQ."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from nameko.standalone.rpc import ClusterRpcProxy
+
+from sportello.edge.rpc import register_remote_errors
+from sportello.errors import NotFound
+from sportello.settings import SERVICE_NAMES
+from tests.support.processes import ServiceProcess, service_env, wait_for
+from tests.support.servers import Databases
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Platform:
+    amqp_uri: str
+    gateway_url: str
+    processes: dict[str, ServiceProcess]
+    database_urls: dict[str, str]
+
+    def health(self, **headers: str) -> httpx.Response:
+        return httpx.get(f"{self.gateway_url}/v1/health", headers=headers, timeout=15)
+
+
+@pytest.fixture(scope="module")
+def platform(amqp_uri: str, databases: Databases, tenant_files: tuple[Path, Path],
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    work = tmp_path_factory.mktemp("platform")
+    port = free_port()
+    processes: dict[str, ServiceProcess] = {}
+    urls: dict[str, str] = {}
+    for service in SERVICE_NAMES:
+        urls[service] = databases.url(service)
+        env = service_env(amqp_uri, *tenant_files, work / "data", SPORTELLO_DATABASE_URL=urls[service])
+        processes[service] = ServiceProcess(service, env, work).start()
+    gateway_env = service_env(amqp_uri, *tenant_files, work / "data", SPORTELLO_GATEWAY_ADDRESS=f"127.0.0.1:{port}")
+    processes["gateway"] = ServiceProcess("gateway", gateway_env, work).start()
+    plat = Platform(amqp_uri, f"http://127.0.0.1:{port}", processes, urls)
+
+    def all_ok() -> bool:
+        try:
+            return plat.health().status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(all_ok, timeout=60, interval=0.5, what="gateway health 200")
+        yield plat
+    finally:
+        for process in processes.values():
+            process.stop()
+
+
+def test_gateway_health_reports_all_four_services_over_rpc(platform: Platform) -> None:
+    reply = platform.health(**{"X-Request-ID": "itest-health-0001"})
+    assert reply.status_code == 200
+    assert reply.headers["X-Request-ID"] == "itest-health-0001"
+    body = reply.json()
+    assert body["status"] == "ok"
+    assert body["request_id"] == "itest-health-0001"
+    assert set(body["services"]) == set(SERVICE_NAMES)
+    for name, report in body["services"].items():
+        assert report["service"] == name
+        assert report["status"] == "ok"
+        assert report["checks"]["database"] == {"status": "ok"}
+        assert report["checks"]["outbox"]["pending"] == 0
+
+
+def test_each_service_migrated_its_own_postgresql_database(platform: Platform) -> None:
+    for url in platform.database_urls.values():
+        engine = sa.create_engine(url)
+        try:
+            tables = set(sa.inspect(engine).get_table_names())
+            with engine.connect() as connection:
+                versions = {row[0] for row in connection.exec_driver_sql("SELECT version_num FROM alembic_version")}
+        finally:
+            engine.dispose()
+        assert {"outbox", "inbox", "dead_letters", "alembic_version"} <= tables
+        assert "kernel_0001" in versions
+
+
+def test_shared_rpc_entrypoints_of_every_service(platform: Platform) -> None:
+    register_remote_errors()
+    with ClusterRpcProxy({"AMQP_URI": platform.amqp_uri}, timeout=10) as cluster:
+        for name in SERVICE_NAMES:
+            service: Any = getattr(cluster, name)
+            assert service.health()["service"] == name
+            assert service.list_dead_letters(tenant="cremona", pending_only=False, limit=10) == []
+            with pytest.raises(NotFound, match="no dead letter 424242"):
+                service.replay_dead_letter(424242)
+
+
+def test_a_service_that_does_not_answer_is_reported_not_waited_for(platform: Platform) -> None:
+    """nameko's RPC proxy has no timeout: the gateway's deadline must turn silence into a report."""
+    appio = platform.processes["appio"]
+    appio.pause()
+    try:
+        reply = platform.health()
+        assert reply.status_code == 503
+        assert reply.elapsed.total_seconds() < 6
+        body = reply.json()
+        assert body["status"] == "down"
+        assert body["services"]["appio"] == {"service": "appio", "status": "unreachable", "error": "timeout"}
+        assert {body["services"][n]["status"] for n in ("anpr", "pagopa", "spid")} == {"ok"}
+    finally:
+        appio.resume()
+    wait_for(lambda: platform.health().status_code == 200, timeout=20, what="health back to 200")
+
+
+def test_unknown_routes_and_methods_are_problem_json(platform: Platform) -> None:
+    missing = httpx.get(f"{platform.gateway_url}/v1/nowhere", timeout=5)
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/problem+json"
+    assert missing.json()["code"] == "route.not_found"
+    wrong = httpx.post(f"{platform.gateway_url}/v1/health", timeout=5)
+    assert wrong.status_code == 405
+    assert wrong.json()["code"] == "route.method_not_allowed"
+    assert wrong.json()["request_id"] == wrong.headers["X-Request-ID"]
