@@ -51,7 +51,7 @@ PROBLEM_JSON = "application/problem+json"
 def problem(error: SportelloError | None, *, request_id: str, instance: str | None = None,
             headers: dict[str, str] | None = None) -> Response:
     """Render an error as RFC 9457 problem details. Unknown errors become an opaque 500."""
-    if error is None or error.code not in HTTP_STATUS:
+    if error is None or error.code not in HTTP_STATUS or error.code == "internal":  # the bare base class too
         code, title, detail, status = "internal", "Internal error", "unexpected error; quote the request id", 500
     else:
         code, title, detail, status = error.code, error.title, error.detail, HTTP_STATUS[error.code]

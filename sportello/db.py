@@ -7,6 +7,7 @@ the outbox row announcing it, the inbox row proving an event was handled) happen
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -35,12 +36,19 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            # Let SQLAlchemy, not pysqlite, decide where transactions begin (pysqlite's own BEGIN
+            # comes only before the first write, so a SAVEPOINT before it would commit on release).
+            dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(connection: Any) -> None:
+            connection.exec_driver_sql("BEGIN")
 
         return engine
     kwargs.setdefault("pool_size", 10)
@@ -49,12 +57,19 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 
 class Database:
-    """One service's database."""
+    """One service's database.
+
+    On SQLite (one writer at a time) transactions of this process take turns on a lock. The lock
+    is a `threading.Lock`, green under eventlet, so a waiting worker yields instead of blocking
+    the whole process inside SQLite's busy handler while the holder cannot run.
+    """
 
     def __init__(self, url: str, **engine_kwargs: Any) -> None:
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._turn = threading.Lock() if self.engine.dialect.name == "sqlite" else None
+        self._holder: int | None = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -63,8 +78,19 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """A session inside one transaction: committed on success, rolled back on any error."""
-        with self._sessions() as session, session.begin():
-            yield session
+        if self._turn is None:
+            with self._sessions() as session, session.begin():
+                yield session
+            return
+        if self._holder == threading.get_ident():
+            raise RuntimeError("nested transaction on SQLite: it would wait for itself; use the outer one")
+        with self._turn:
+            self._holder = threading.get_ident()
+            try:
+                with self._sessions() as session, session.begin():
+                    yield session
+            finally:
+                self._holder = None
 
     def ping(self) -> None:
         with self.engine.connect() as connection:

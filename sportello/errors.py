@@ -10,6 +10,10 @@ from __future__ import annotations
 from typing import ClassVar
 
 
+def _path(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 class SportelloError(Exception):
     """Base of every error a caller may see. Subclasses set a stable dotted `code`."""
 
@@ -20,8 +24,8 @@ class SportelloError(Exception):
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         existing = SportelloError.registry.get(cls.code)
-        if existing is not None and existing.__qualname__ != cls.__qualname__:
-            raise TypeError(f"error code {cls.code!r} already used by {existing.__qualname__}")
+        if existing is not None and _path(existing) != _path(cls):
+            raise TypeError(f"error code {cls.code!r} already used by {_path(existing)}")
         SportelloError.registry[cls.code] = cls
 
     def __init__(self, detail: str = "") -> None:

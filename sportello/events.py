@@ -37,7 +37,7 @@ class EventPayload(BaseModel):
         if not EVENT_TYPE.match(cls.event_type):
             raise TypeError(f"{cls.__name__}: event type {cls.event_type!r} is not it.sportello.<...>.v<N>")
         existing = EventPayload.registry.get(cls.event_type)
-        if existing is not None and existing.__qualname__ != cls.__qualname__:
+        if existing is not None and (existing.__module__, existing.__qualname__) != (cls.__module__, cls.__qualname__):
             raise TypeError(f"event type {cls.event_type} registered twice")
         EventPayload.registry[cls.event_type] = cls
 

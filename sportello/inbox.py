@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -25,12 +26,17 @@ def claim(session: Session, consumer: str, envelope: Envelope[Any]) -> bool:
     ).first()
     if already is not None:
         return False
+    values = dict(consumer=consumer, event_id=envelope.id, event_type=envelope.type, tenant=envelope.tenant,
+                  processed_at=datetime.now(UTC))
+    dialect = session.get_bind().dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        # A concurrent duplicate loses on the primary key quietly, with no SAVEPOINT round trip.
+        dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        result = session.execute(dialect_insert(inbox).values(**values).on_conflict_do_nothing())
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
     try:
         with session.begin_nested():  # a concurrent duplicate loses on the primary key, cleanly
-            session.execute(
-                insert(inbox).values(consumer=consumer, event_id=envelope.id, event_type=envelope.type,
-                                     tenant=envelope.tenant, processed_at=datetime.now(UTC))
-            )
+            session.execute(insert(inbox).values(**values))
     except IntegrityError:
         return False
     return True

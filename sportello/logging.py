@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 import structlog
@@ -78,7 +78,7 @@ def mask_value(value: Any, key: str | None = None) -> Any:
     return mask_text(repr(value))
 
 
-def mask_personal_data(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def mask_personal_data(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> Mapping[str, Any]:
     """structlog processor: the last line of defence before a log line is written."""
     return {key: (value if key in _KEEP else mask_value(value, key)) for key, value in event_dict.items()}
 
