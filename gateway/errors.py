@@ -34,6 +34,7 @@ HTTP_STATUS: dict[str, int] = {
     "request.invalid": 400,
     "event.malformed": 400,
     "event.unknown_type": 400,
+    "auth.unauthenticated": 401,
     "access.forbidden": 403,
     "resource.not_found": 404,
     "tenant.unknown": 404,
@@ -55,6 +56,8 @@ def problem(error: SportelloError | None, *, request_id: str, instance: str | No
         code, title, detail, status = "internal", "Internal error", "unexpected error; quote the request id", 500
     else:
         code, title, detail, status = error.code, error.title, error.detail, HTTP_STATUS[error.code]
+    if status == 401:
+        headers = {"WWW-Authenticate": 'Bearer realm="sportello"', **(headers or {})}
     body: dict[str, Any] = {
         "type": f"urn:sportello:problem:{code}",
         "title": title,

@@ -22,12 +22,14 @@ from werkzeug.exceptions import NotFound as WerkzeugNotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from gateway.errors import MethodNotAllowed, RouteNotFound, problem
+from gateway.auth import Authenticator
+from gateway.errors import MethodNotAllowed, RouteNotFound, UpstreamTimeout, problem
 from sportello.asyncapi import asyncapi_document
 from sportello.edge.kernel import SETTINGS_CONFIG_KEY, RequestContextProvider, safe_correlation_id
-from sportello.edge.rpc import gather_with_deadline, register_remote_errors
+from sportello.edge.rpc import call_with_deadline, gather_with_deadline, register_remote_errors
 from sportello.errors import SportelloError
 from sportello.settings import SERVICE_NAMES, Settings, load_settings
+from sportello.tokens import Principal, Role
 from sportello.version import __version__
 
 log = structlog.get_logger("gateway")
@@ -99,6 +101,16 @@ class Contract(DependencyProvider):
         return self
 
 
+class AuthProvider(DependencyProvider):
+    """One authenticator per gateway process (it caches the JWKS)."""
+
+    def setup(self) -> None:
+        self.authenticator = Authenticator()
+
+    def get_dependency(self, worker_ctx: Any) -> Authenticator:
+        return self.authenticator
+
+
 def _json(body: Any, status: int = 200) -> Response:
     return Response(json.dumps(body), status=status, mimetype="application/json")
 
@@ -114,6 +126,20 @@ class GatewayService:
     pagopa = RpcProxy("pagopa")
     spid = RpcProxy("spid")
     appio = RpcProxy("appio")
+    auth: Authenticator = AuthProvider()  # type: ignore[assignment]
+
+    # -- helpers for routes (not entrypoints) -------------------------------------------------
+    def call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+        """Call a service over RPC within the configured deadline (nameko's proxy has none)."""
+        return call_with_deadline(method, *args, timeout=self.settings.rpc_timeout_seconds,
+                                  on_timeout=UpstreamTimeout("a service did not answer in time"), **kwargs)
+
+    def authenticate(self, request: Request, *roles: Role) -> Principal:
+        """The verified caller (any role when none is named); binds its tenant to the request."""
+        principal = self.auth.authenticate(request, lambda: self.call(self.spid.jwks),
+                                           roles=roles or ("citizen", "operator", "admin"))
+        self.request.bind(tenant=principal.tenant)
+        return principal
 
     @api("GET", "/v1/health")
     def health(self, request: Request) -> Response:
@@ -132,6 +158,16 @@ class GatewayService:
         body = {"status": overall, "request_id": self.request.correlation_id,
                 "gateway": {"version": __version__}, "services": services}
         return _json(body, 200 if overall == "ok" else 503)
+
+    @api("GET", "/v1/me")
+    def me(self, request: Request) -> Response:
+        principal = self.authenticate(request)
+        return _json({"subject": principal.subject, "tenant": principal.tenant, "level": principal.level,
+                      "roles": list(principal.roles), "expires_at": principal.expires_at})
+
+    @api("GET", "/v1/.well-known/jwks.json")
+    def jwks(self, request: Request) -> Response:
+        return _json(self.call(self.spid.jwks))
 
     @api("GET", "/v1/openapi.yaml")
     def openapi_yaml(self, request: Request) -> Response:

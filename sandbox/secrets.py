@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 TENANTS_DIR = Path(__file__).resolve().parent / "tenants"
+# Installation-wide secrets (not per Comune), needed by the platform itself.
+PLATFORM_SECRETS = ("GATEWAY_TOKEN_SIGNING_KEY",)
 
 
 def secret_names(node: Any) -> set[str]:
@@ -55,7 +57,7 @@ def generate(folder: Path, tenants_dir: Path = TENANTS_DIR) -> list[str]:
     """Create the missing secret files; returns the names written."""
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o700)
-    names: set[str] = set()
+    names: set[str] = set(PLATFORM_SECRETS)
     for path in sorted(tenants_dir.glob("*.yaml")):
         names |= secret_names(yaml.safe_load(path.read_text(encoding="utf-8")))
     written: list[str] = []

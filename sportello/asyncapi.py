@@ -23,7 +23,7 @@ def asyncapi_document(version: str) -> dict[str, Any]:
                 "operationId": event_type.replace(".", "_"),
                 "message": {
                     "name": event_type,
-                    "contentType": "application/cloudevents+json",
+                    "contentType": "application/json",
                     "payload": {
                         "allOf": [
                             {"$ref": "#/components/schemas/Envelope"},
@@ -37,9 +37,9 @@ def asyncapi_document(version: str) -> dict[str, Any]:
     return {
         "asyncapi": "2.6.0",
         "info": {"title": "Sportello events", "version": version,
-                 "description": "CloudEvents 1.0 on the `sportello.events` topic exchange; "
+                 "description": "CloudEvents 1.0 (structured mode, JSON) on the `sportello.events` topic exchange; "
                                 "routing key = event type; `tenant` and `correlationid` extensions."},
-        "defaultContentType": "application/cloudevents+json",
+        "defaultContentType": "application/json",
         "channels": channels,
         "components": {"schemas": {"Envelope": envelope}},
     }

@@ -3,13 +3,14 @@
 Topology, for a consumer queue `Q` of service `S`:
 - `sportello.events` (topic exchange, durable): every event, routing key = event type;
 - `Q` (durable, quorum when configured), bound to the event types it handles;
-- `Q.retry.<n>` (one per back-off step): queue TTL = delay n, dead-letters back into `Q`;
+- `Q.retry.<delay>ms` (one per back-off step): queue TTL = that delay, dead-letters back into `Q`;
 - `S.dead-letters`: what a consumer of `S` gave up on, with the reason in the headers.
 Every publish is persistent and waits for the broker's confirm, so "published" means "stored".
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -43,18 +44,18 @@ def consumer_queue(name: str, event_types: Iterable[str], *, quorum: bool) -> Qu
     )
 
 
-def retry_queue(name: str, step: int, delay_ms: int, *, quorum: bool) -> Queue:
-    """Parking queue for attempt `step`; expired messages go back into the consumer queue."""
-    return Queue(
-        f"{name}.retry.{step}",
-        exchange=DEFAULT_EXCHANGE,
-        routing_key=f"{name}.retry.{step}",
-        durable=True,
-        queue_arguments=_queue_arguments(
-            quorum,
-            {"x-message-ttl": delay_ms, "x-dead-letter-exchange": "", "x-dead-letter-routing-key": name},
-        ),
-    )
+def retry_queue(name: str, delay_ms: int, *, quorum: bool) -> Queue:
+    """Parking queue for one back-off step; expired messages go back into the consumer queue.
+
+    Named by its delay, so changing the configured delays declares new queues instead of
+    clashing with the arguments of existing ones (old ones drain back and can be deleted).
+    """
+    arguments: dict[str, Any] = {"x-message-ttl": delay_ms, "x-dead-letter-exchange": "",
+                                 "x-dead-letter-routing-key": name}
+    if quorum:  # quorum queues dead-letter at most once unless told otherwise
+        arguments.update({"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"})
+    return Queue(f"{name}.retry.{delay_ms}ms", exchange=DEFAULT_EXCHANGE, routing_key=f"{name}.retry.{delay_ms}ms",
+                 durable=True, queue_arguments=_queue_arguments(quorum, arguments))
 
 
 def dead_letter_queue(service: str, *, quorum: bool) -> Queue:
@@ -72,10 +73,15 @@ def declare(connection: Connection, queues: Iterable[Queue]) -> None:
 
 
 class ConfirmingPublisher:
-    """Publishes persistent messages and returns only once the broker confirmed each one."""
+    """Publishes persistent messages and returns only once the broker confirmed each one.
+
+    Safe to share between workers: publishes take turns on one channel (the lock is green under
+    eventlet), since confirms on a channel are matched to publishes in order.
+    """
 
     def __init__(self, amqp_uri: str, *, heartbeat: int = 30) -> None:
         self._uri = amqp_uri
+        self._lock = threading.Lock()
         self._heartbeat = heartbeat
         self._connection: Connection | None = None
         self._producer: Producer | None = None
@@ -100,6 +106,13 @@ class ConfirmingPublisher:
                 type: str | None = None, content_type: str = "application/json",
                 declare: Iterable[Queue] = ()) -> None:
         """Publish one message; raises on any broker problem (the caller keeps the message)."""
+        with self._lock:
+            self._publish_locked(body, exchange=exchange, routing_key=routing_key, headers=headers,
+                                 message_id=message_id, type=type, content_type=content_type, declare=declare)
+
+    def _publish_locked(self, body: str | bytes, *, exchange: Exchange, routing_key: str,
+                        headers: Mapping[str, Any] | None, message_id: str | None, type: str | None,
+                        content_type: str, declare: Iterable[Queue]) -> None:
         producer = self._ensure()
         try:
             producer.publish(
@@ -117,10 +130,14 @@ class ConfirmingPublisher:
                 retry=False,
             )
         except Exception:
-            self.close()
+            self._close()
             raise
 
     def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         if self._connection is not None:
             try:
                 self._connection.release()

@@ -94,8 +94,8 @@ def main() -> int:
     for module, _port in SANDBOX_TWINS:
         platform.start(module.rsplit(".", 1)[-1], [module])
     for service in SERVICES:
-        platform.start(service, ["sportello.run", service])
-    platform.start("gateway", ["sportello.run", "gateway"])
+        platform.start(service, ["sportello.edge.run", service])
+    platform.start("gateway", ["sportello.edge.run", "gateway"])
     print(f"Starting Sportello: {len(platform.processes)} processes, logs in {log_dir}", flush=True)
 
     deadline = time.monotonic() + float(env.get("SPORTELLO_START_TIMEOUT", "90"))

@@ -42,6 +42,15 @@ class SecretSource:
         self._environ = os.environ if environ is None else environ
         self._dir = secrets_dir
 
+    def find(self, name: str) -> str | None:
+        """The secret's value, or None when it is not provided (for optional secrets)."""
+        try:
+            return self.get(name)
+        except ConfigurationError:
+            if not _SECRET_NAME.match(name):
+                raise
+            return None
+
     def get(self, name: str) -> str:
         if not _SECRET_NAME.match(name):
             raise ConfigurationError(f"secret name {name!r} must be UPPER_SNAKE_CASE")

@@ -5,7 +5,7 @@ Why: nameko 2.14's stock `event_handler` acks a message even when the handler ra
 cannot decode. Here:
 - a body that does not decode, or is not a valid envelope of a known type, goes straight to the
   service's dead-letter queue with the reason;
-- a handler that raises is parked in `<queue>.retry.<n>` (TTL = the n-th back-off delay) and comes
+- a handler that raises is parked in `<queue>.retry.<delay>ms` (TTL = the n-th back-off delay) and comes
   back; after the last retry it goes to the dead-letter queue with the reason;
 - the original is acked only after that republish is confirmed; if the broker is gone, the
   message is requeued instead. Nothing is acked and dropped.
@@ -18,6 +18,7 @@ import uuid
 from functools import partial
 from typing import Any
 
+import eventlet
 import structlog
 from kombu import Connection
 from nameko.exceptions import ContainerBeingKilled
@@ -106,8 +107,7 @@ class ReliableEventHandler(Consumer):
         self.queue = bus.consumer_queue(self.queue_name, self.event_types, quorum=settings.quorum_queues)
         self.retry_delays = settings.event_retry_delays_ms
         self.retry_queues = [
-            bus.retry_queue(self.queue_name, step, delay, quorum=settings.quorum_queues)
-            for step, delay in enumerate(self.retry_delays, start=1)
+            bus.retry_queue(self.queue_name, delay, quorum=settings.quorum_queues) for delay in self.retry_delays
         ]
         with Connection(settings.amqp_uri, connect_timeout=5) as connection:
             bus.declare(connection, [self.queue, *self.retry_queues,
@@ -181,7 +181,13 @@ event_handler = ReliableEventHandler.decorator
 
 
 class DeadLetterRecorder(Consumer):
-    """Consumes `<service>.dead-letters` and stores each one (acked only once stored)."""
+    """Consumes `<service>.dead-letters` and stores each one (acked only once stored).
+
+    If storing fails (the database is away) the letter goes back to the queue after a pause,
+    so an outage means waiting, not a hot redelivery loop.
+    """
+
+    requeue_pause_seconds = 2.0
 
     queue_consumer = SafeQueueConsumer()
     kernel = KernelContext()
@@ -221,6 +227,13 @@ class DeadLetterRecorder(Consumer):
                                         handle_result=partial(self.handle_result, message))
         except ContainerBeingKilled:
             self.queue_consumer.requeue_message(message)
+
+
+    def handle_result(self, message: Any, worker_ctx: Any, result: Any = None, exc_info: Any = None) -> Any:
+        if exc_info is not None:
+            log.warning("dead_letter_store_failed", error=type(exc_info[1]).__name__)
+            eventlet.sleep(self.requeue_pause_seconds)
+        return super().handle_result(message, worker_ctx, result, exc_info)
 
 
 def _short(value: Any, limit: int) -> str | None:

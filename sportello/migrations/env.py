@@ -19,6 +19,10 @@ if context.is_offline_mode():
 else:
     engine = make_engine(url)
     with engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            # replicas starting together take turns; the lock ends with the session
+            connection.exec_driver_sql("SELECT pg_advisory_lock(hashtext('sportello-migrations'))")
+            connection.commit()
         context.configure(connection=connection, version_table=version_table,
                           render_as_batch=connection.dialect.name == "sqlite")
         with context.begin_transaction():

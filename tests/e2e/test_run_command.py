@@ -26,7 +26,7 @@ def _free_port() -> int:
 
 
 def _component_pids() -> list[int]:
-    out = subprocess.run(["pgrep", "-f", "sportello.run"], capture_output=True, text=True, check=False).stdout
+    out = subprocess.run(["pgrep", "-f", "sportello.edge.run"], capture_output=True, text=True, check=False).stdout
     return [int(p) for p in out.split()]
 
 

@@ -133,3 +133,41 @@ def test_unknown_routes_and_methods_are_problem_json(platform: Platform) -> None
     assert wrong.status_code == 405
     assert wrong.json()["code"] == "route.method_not_allowed"
     assert wrong.json()["request_id"] == wrong.headers["X-Request-ID"]
+
+
+def test_tokens_issued_with_the_spid_key_are_verified_by_the_gateway(
+        platform: Platform, tenant_files: tuple[Path, Path]) -> None:
+    from sportello.tokens import SigningKey, TokenIssuer
+
+    jwks = httpx.get(f"{platform.gateway_url}/v1/.well-known/jwks.json", timeout=10)
+    assert jwks.status_code == 200
+    key = SigningKey((tenant_files[1] / "GATEWAY_TOKEN_SIGNING_KEY").read_text())
+    assert [k["kid"] for k in jwks.json()["keys"]] == [key.kid]
+
+    anonymous = httpx.get(f"{platform.gateway_url}/v1/me", timeout=10)
+    assert anonymous.status_code == 401
+    assert anonymous.headers["WWW-Authenticate"].startswith("Bearer")
+    assert anonymous.json()["code"] == "auth.unauthenticated"
+
+    token = TokenIssuer(key).issue(subject="RSSMRA85T10A562S", tenant="cremona", level=2, roles=["citizen"])
+    me = httpx.get(f"{platform.gateway_url}/v1/me", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert me.status_code == 200
+    assert me.json() == {"subject": "RSSMRA85T10A562S", "tenant": "cremona", "level": 2, "roles": ["citizen"],
+                         "expires_at": me.json()["expires_at"]}
+
+    forged = TokenIssuer(SigningKey(_other_key())).issue(subject="RSSMRA85T10A562S", tenant="cremona", level=2,
+                                                         roles=["admin"])
+    rejected = httpx.get(f"{platform.gateway_url}/v1/me", headers={"Authorization": f"Bearer {forged}"}, timeout=10)
+    assert rejected.status_code == 401
+    assert rejected.json()["detail"] == "token signed with an unknown key"
+    gateway_log = platform.processes["gateway"].log()
+    assert token not in gateway_log and forged not in gateway_log
+
+
+def _other_key() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption()).decode()

@@ -1,7 +1,7 @@
 """Two small services that exercise the kernel's backbone in the integration tests.
 
 `ledger` records entries and announces each through the outbox; `tally` applies each
-announcement idempotently. Both are ordinary PlatformServices run by `sportello.run`, against
+announcement idempotently. Both are ordinary PlatformServices run by `sportello.edge.run`, against
 real RabbitMQ and PostgreSQL. `tally` reads knobs from its own `controls` table so a test can make
 it fail, or pause inside / after its transaction while the test kills it.
 """

@@ -1,4 +1,4 @@
-"""Service processes started exactly as production starts them: `python -m sportello.run X`."""
+"""Service processes started exactly as production starts them: `python -m sportello.edge.run X`."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ class ServiceProcess:
 
     def start(self) -> ServiceProcess:
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "sportello.run", self.component], cwd=ROOT,
+        self.proc = subprocess.Popen([sys.executable, "-m", "sportello.edge.run", self.component], cwd=ROOT,
                                      env=self.env, stdout=log, stderr=subprocess.STDOUT)
         return self
 

@@ -20,8 +20,8 @@ from sportello.errors import NotFound, SportelloError, ValidationFailed
 CODE = re.compile(r"^[a-z_]+(\.[a-z_]+)*$")
 
 
-# Process entry points: importing them has effects (sportello.run monkey-patches with eventlet).
-ENTRY_POINTS = {"sportello.run", "sportello.devserver"}
+# Process entry points: importing them has effects (sportello.edge.run monkey-patches with eventlet).
+ENTRY_POINTS = {"sportello.edge.run", "sportello.devserver"}
 
 
 def _import_all(package: object) -> None:

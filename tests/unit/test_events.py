@@ -246,7 +246,7 @@ def test_event_schemas_and_asyncapi_list_the_type() -> None:
     assert channel["description"] == "A thing was recorded (test payload)."
     message_ = channel["subscribe"]["message"]
     assert message_["name"] == ThingRecorded.event_type
-    assert message_["contentType"] == "application/cloudevents+json"
+    assert message_["contentType"] == "application/json"
     envelope_ref, specific = message_["payload"]["allOf"]
     assert envelope_ref == {"$ref": "#/components/schemas/Envelope"}
     assert specific["properties"]["type"] == {"const": ThingRecorded.event_type}

@@ -76,7 +76,8 @@ def test_demo_tenant_loads_with_generated_secrets(source: SecretSource, secrets_
 def test_generate_writes_every_secret_the_tenants_ask_for(tmp_path: Path) -> None:
     folder = tmp_path / "secrets"
     written = sandbox_secrets.generate(folder)
-    asked = sandbox_secrets.secret_names(cremona())
+    asked = sandbox_secrets.secret_names(cremona()) | set(sandbox_secrets.PLATFORM_SECRETS)
+    assert "GATEWAY_TOKEN_SIGNING_KEY" in asked
     assert set(written) == asked
     assert {p.name for p in folder.iterdir()} == asked
     assert folder.stat().st_mode & 0o777 == 0o700

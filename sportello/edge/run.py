@@ -1,4 +1,4 @@
-"""Process entry point: `python -m sportello.run <component>` runs one service or the gateway.
+"""Process entry point: `python -m sportello.edge.run <component>` runs one service or the gateway.
 
 Start-up fails fast: settings and tenants are validated, the service's database is migrated,
 then the nameko container starts. SIGTERM / SIGINT stop it gracefully (in-flight workers
@@ -62,7 +62,7 @@ def nameko_config(settings: Any, extra: dict[str, Any] | None = None) -> dict[st
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print(f"usage: python -m sportello.run <{'|'.join(COMPONENTS)}|module:Class>", file=sys.stderr)
+        print(f"usage: python -m sportello.edge.run <{'|'.join(COMPONENTS)}|module:Class>", file=sys.stderr)
         return 2
     try:
         settings = load_settings()
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigurationError as exc:
         print(f"sportello: cannot start {args[0]}: {exc.detail}", file=sys.stderr)
         return 78  # EX_CONFIG
-    log = structlog.get_logger("sportello.run")
+    log = structlog.get_logger("sportello.edge.run")
     runner = ServiceRunner(nameko_config(settings, extra))
     runner.add_service(service_cls)
 
