@@ -22,6 +22,7 @@ from werkzeug.exceptions import NotFound as WerkzeugNotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
+import sportello.contracts  # noqa: F401 - every event type, for the AsyncAPI document
 from gateway.auth import Authenticator
 from gateway.errors import MethodNotAllowed, RouteNotFound, UpstreamTimeout, problem
 from sportello.asyncapi import asyncapi_document

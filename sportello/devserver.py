@@ -22,8 +22,25 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RUN_DIR = Path(os.environ.get("SPORTELLO_RUN_DIR", ROOT / ".run"))
 SERVICES = ("anpr", "pagopa", "spid", "appio")
-# Sandbox twins of the national platforms join this list as they are built (module, port).
-SANDBOX_TWINS: tuple[tuple[str, str], ...] = ()
+
+
+def sandbox_twins() -> list[tuple[str, int]]:
+    """Every twin under sandbox/: a package with a `__main__.py` and a `PORT` in its `__init__.py`."""
+    import importlib
+
+    twins = []
+    for main in sorted((ROOT / "sandbox").glob("*/__main__.py")):
+        module = f"sandbox.{main.parent.name}"
+        twins.append((module, int(importlib.import_module(module).PORT)))
+    return twins
+
+
+def _port_open(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 @dataclass
@@ -91,8 +108,9 @@ def main() -> int:
 
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
-    for module, _port in SANDBOX_TWINS:
-        platform.start(module.rsplit(".", 1)[-1], [module])
+    twins = sandbox_twins()
+    for module, _port in twins:
+        platform.start(f"twin-{module.rsplit('.', 1)[-1]}", [module])
     for service in SERVICES:
         platform.start(service, ["sportello.edge.run", service])
     platform.start("gateway", ["sportello.edge.run", "gateway"])
@@ -104,7 +122,7 @@ def main() -> int:
         if platform.dead():
             break
         report = platform.health()
-        if report and report.get("status") == "ok":
+        if report and report.get("status") == "ok" and all(_port_open(port) for _module, port in twins):
             healthy = True
             break
         time.sleep(0.5)
@@ -119,6 +137,7 @@ def main() -> int:
     print(f"""
 Sportello is running — all four services healthy over RPC.
   gateway   {url}
+  twins     {", ".join(f"{m.rsplit('.', 1)[-1]} :{p}" for m, p in twins) or "none yet"}
   OpenAPI   {url}/v1/openapi.yaml     events (AsyncAPI)  {url}/v1/asyncapi.json
   try       curl -s {url}/v1/health
   logs      {log_dir}/<component>.log

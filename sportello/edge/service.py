@@ -11,6 +11,7 @@ from typing import Any
 
 import structlog
 
+import sportello.contracts  # noqa: F401 - registers every event type this service may receive
 from sportello.deadletters import DeadLetterStore, IncomingDeadLetter
 from sportello.edge.kernel import DatabaseProvider, DeadLettersProvider, RequestContextProvider, TenantsProvider
 from sportello.edge.messaging import BrokerProvider, dead_letter_recorder

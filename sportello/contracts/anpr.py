@@ -1,0 +1,24 @@
+"""Facts announced by `services/anpr`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar
+
+from pydantic import Field
+
+from sportello.events import EventPayload
+
+
+class CertificateIssued(EventPayload):
+    """A registry certificate was obtained from ANPR and stored: the citizen can download it."""
+
+    event_type: ClassVar[str] = "it.sportello.anpr.certificate.issued.v1"
+    certificate_id: str
+    request_id: str
+    certificate_type: int = Field(ge=1, le=20, description="id in ANPR's Tipo_di_certificato table")
+    holder_fiscal_code: str = Field(min_length=16, max_length=16)
+    requester_fiscal_code: str = Field(min_length=16, max_length=16)
+    verification_code: str
+    issued_at: datetime
+    io_service: str | None = Field(default=None, description="the tenant's IO service that should notify it")
