@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import threading
 import time
 import uuid
@@ -149,8 +150,7 @@ def main() -> int:
                        "tenant": "cremona", "correlationid": str(uuid.uuid4()), "subject": "x" * 32,
                        "data": {"entry_id": "x" * 32, "amount_cents": 100}}).encode()
     stages: dict[str, float] = {}
-    work = Path(f"/tmp/sportello-bench-{uuid.uuid4().hex[:8]}")
-    work.mkdir(parents=True)
+    work = Path(tempfile.mkdtemp(prefix="sportello-bench-"))
     databases = Databases()
     try:
         with isolated_vhost() as amqp_uri:
