@@ -11,7 +11,9 @@ Every publish is persistent and waits for the broker's confirm, so "published" m
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from kombu import Connection, Exchange, Producer, Queue, binding
@@ -72,6 +74,19 @@ def declare(connection: Connection, queues: Iterable[Queue]) -> None:
         queue(channel).declare()
 
 
+@dataclass(frozen=True)
+class OutgoingEvent:
+    body: str
+    event_type: str
+    event_id: str
+    correlation_id: str
+    tenant: str
+
+
+class NotConfirmed(ConnectionError):
+    """The broker refused (nack) or did not confirm in time: the message must be kept and retried."""
+
+
 class ConfirmingPublisher:
     """Publishes persistent messages and returns only once the broker confirmed each one.
 
@@ -82,6 +97,12 @@ class ConfirmingPublisher:
     def __init__(self, amqp_uri: str, *, heartbeat: int = 30) -> None:
         self._uri = amqp_uri
         self._lock = threading.Lock()
+        self._batch: Any = None  # channel in confirm mode for batches (publish_events), own connection
+        self._batch_connection: Connection | None = None
+        self._batch_tag = 0
+        self._acked = 0
+        self._acked_out_of_order: set[int] = set()
+        self._nacked = False
         self._heartbeat = heartbeat
         self._connection: Connection | None = None
         self._producer: Producer | None = None
@@ -96,6 +117,79 @@ class ConfirmingPublisher:
             self._producer = Producer(self._connection.channel())
             EVENTS_EXCHANGE(self._producer.channel).declare()
         return self._producer
+
+    def publish_events(self, events: Sequence[OutgoingEvent], *, confirm_timeout: float = 10.0) -> int:
+        """Publish a batch, then wait for the broker's confirms of all of it at once.
+
+        Returns how many events, from the start of the batch, are confirmed (the caller marks
+        exactly those); raises only when not even the first one is. One round trip per batch
+        instead of per message is what lets the relay keep up with the broker.
+        """
+        if not events:
+            return 0
+        with self._lock:
+            return self._publish_batch_locked(events, confirm_timeout)
+
+    def _publish_batch_locked(self, events: Sequence[OutgoingEvent], confirm_timeout: float) -> int:
+        confirmed = 0
+        try:
+            channel = self._batch_channel()
+            first_tag = self._batch_tag + 1
+            for event in events:
+                message = channel.prepare_message(
+                    event.body.encode("utf-8"), content_type="application/json", content_encoding="utf-8",
+                    headers={H_CORRELATION: event.correlation_id, H_TENANT: event.tenant},
+                    properties={"delivery_mode": 2, "message_id": event.event_id, "type": event.event_type})
+                channel.basic_publish(message, exchange=EVENTS_EXCHANGE.name, routing_key=event.event_type)
+                self._batch_tag += 1
+            last_tag = self._batch_tag
+            deadline = time.monotonic() + confirm_timeout
+            assert self._batch_connection is not None
+            while self._acked < last_tag and not self._nacked:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    self._batch_connection.drain_events(timeout=min(remaining, 1.0))
+                except TimeoutError:
+                    continue
+            confirmed = max(0, min(self._acked, last_tag) - first_tag + 1)
+            if self._nacked or confirmed < len(events):
+                raise NotConfirmed(f"{len(events) - confirmed} of {len(events)} not confirmed")
+            return confirmed
+        except Exception:
+            self._close()
+            if confirmed == 0:
+                raise
+            return confirmed
+
+    def _batch_channel(self) -> Any:
+        if self._batch is None:
+            self._batch_connection = Connection(self._uri, heartbeat=self._heartbeat, connect_timeout=5)
+            self._batch_connection.ensure_connection(max_retries=1)
+            channel = self._batch_connection.channel()
+            EVENTS_EXCHANGE(channel).declare()
+            channel.confirm_select()
+            self._batch_tag, self._acked, self._nacked = 0, 0, False
+            self._acked_out_of_order = set()
+            channel.events["basic_ack"].add(self._on_ack)
+            channel.events["basic_nack"].add(self._on_nack)
+            self._batch = channel
+        return self._batch
+
+    def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
+        # acks may come out of order and cover several tags (multiple); count the contiguous prefix
+        if multiple:
+            self._acked = max(self._acked, delivery_tag)
+            self._acked_out_of_order = {t for t in self._acked_out_of_order if t > self._acked}
+        else:
+            self._acked_out_of_order.add(delivery_tag)
+        while self._acked + 1 in self._acked_out_of_order:
+            self._acked += 1
+            self._acked_out_of_order.discard(self._acked)
+
+    def _on_nack(self, delivery_tag: int, multiple: bool) -> None:
+        self._nacked = True
 
     def publish_event(self, body: str, *, event_type: str, event_id: str, correlation_id: str, tenant: str) -> None:
         self.publish(body, exchange=EVENTS_EXCHANGE, routing_key=event_type, message_id=event_id,
@@ -138,6 +232,14 @@ class ConfirmingPublisher:
             self._close()
 
     def _close(self) -> None:
+        self._batch = None
+        for connection in (self._batch_connection,):
+            if connection is not None:
+                try:
+                    connection.release()
+                except Exception:  # noqa: BLE001, S110 - closing a broken connection may itself fail
+                    pass
+        self._batch_connection = None
         if self._connection is not None:
             try:
                 self._connection.release()

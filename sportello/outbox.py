@@ -9,6 +9,7 @@ at-least-once delivery; consumers are idempotent, so the effect happens once.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -16,6 +17,7 @@ from typing import Any, Protocol
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
+from sportello.bus import OutgoingEvent
 from sportello.db import Database
 from sportello.events import Envelope
 from sportello.tables import outbox
@@ -36,7 +38,8 @@ def add_event(session: Session, envelope: Envelope[Any]) -> None:
 
 
 class EventPublisher(Protocol):
-    def publish_event(self, body: str, *, event_type: str, event_id: str, correlation_id: str, tenant: str) -> None:
+    def publish_events(self, events: Sequence[OutgoingEvent]) -> int:
+        """Publish in order; return how many from the start the broker confirmed (raise if none)."""
         ...
 
 
@@ -89,17 +92,13 @@ class OutboxRelay:
             return len(published)
 
     def _publish(self, pending: list[_Pending]) -> list[int]:
-        published: list[int] = []
-        for row in pending:
-            try:
-                self._publisher.publish_event(row.body, event_type=row.event_type, event_id=row.event_id,
-                                              correlation_id=row.correlation_id, tenant=row.tenant)
-            except Exception:
-                if not published:
-                    raise
-                break  # keep what was confirmed; the rest goes in the next round
-            published.append(row.id)
-        return published
+        """Ids of the rows the broker confirmed; the rest stays for the next round."""
+        if not pending:
+            return []
+        confirmed = self._publisher.publish_events([
+            OutgoingEvent(body=row.body, event_type=row.event_type, event_id=row.event_id,
+                          correlation_id=row.correlation_id, tenant=row.tenant) for row in pending])
+        return [row.id for row in pending[:confirmed]]
 
     @staticmethod
     def _mark(session: Session, ids: list[int]) -> None:

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
+_SLACK = 1e-9
+
 
 class SlidingWindowLimiter:
     """At most `limit` acquisitions per key in any `window_seconds`; `acquire` waits its turn."""
@@ -35,7 +37,9 @@ class SlidingWindowLimiter:
     def _wait_needed(self, key: str, now: float) -> float:
         """Seconds until `key` may start another call (0 = now); records the call when it may."""
         starts = self._starts.setdefault(key, deque())
-        while starts and starts[0] <= now - self.window:
+        # one expression for "this start has left the window", used for the wait below as well, with a
+        # nanosecond of slack so float rounding can never make a wait of zero length (or a spin)
+        while starts and starts[0] + self.window <= now + _SLACK:
             starts.popleft()
         paused = self._paused_until.get(key, 0.0) - now
         if paused > 0:

@@ -24,7 +24,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 @pytest.fixture
 def db_url(tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path / 'anpr.sqlite3'}"
-    upgrade("anpr", url)
+    upgrade("ledger", url)
     return url
 
 

@@ -41,9 +41,9 @@ def test_upgrade_creates_the_kernel_tables(engine: Engine) -> None:
 
 def test_upgrade_is_idempotent(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'twice.sqlite3'}"
-    upgrade("anpr", url)
-    upgrade("anpr", url)
-    upgrade("pagopa", url)  # a service without migrations of its own gets the kernel branch only
+    upgrade("ledger", url)
+    upgrade("ledger", url)
+    upgrade("tally", url)  # a service without migrations of its own gets the kernel branch only
     engine = create_engine(url)
     try:
         assert set(inspect(engine).get_table_names()) == KERNEL_TABLES | {"alembic_version"}
@@ -55,14 +55,14 @@ def test_upgrade_is_idempotent(tmp_path: Path) -> None:
 
 def test_upgrade_keeps_existing_rows(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'rows.sqlite3'}"
-    upgrade("anpr", url)
+    upgrade("ledger", url)
     engine = create_engine(url)
     try:
         with engine.begin() as connection:
             connection.exec_driver_sql(
                 "INSERT INTO inbox (consumer, event_id, event_type, tenant, processed_at) "
                 "VALUES ('c', 'e', 't', 'cremona', '2026-11-21 10:00:00')")
-        upgrade("anpr", url)
+        upgrade("ledger", url)
         with engine.connect() as connection:
             assert connection.exec_driver_sql("SELECT count(*) FROM inbox").scalar_one() == 1
     finally:
@@ -115,7 +115,7 @@ def _normalised(sql: str) -> str:
 def test_postgresql_ddl_of_the_migration_equals_tables_py() -> None:
     """On PostgreSQL (BIGSERIAL ids, timestamps with time zone) the migration's DDL is tables.py's DDL."""
     buffer = io.StringIO()
-    config = alembic_config("anpr", "postgresql+psycopg2://offline:offline@localhost/offline")
+    config = alembic_config("ledger", "postgresql+psycopg2://offline:offline@localhost/offline")
     config.output_buffer = buffer
     command.upgrade(config, "heads", sql=True)
     migration_sql = {_normalised(statement) for statement in buffer.getvalue().split(";") if statement.strip()}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -11,6 +11,7 @@ import pytest
 from pydantic import Field
 from sqlalchemy import func, select, update
 
+from sportello.bus import OutgoingEvent
 from sportello.db import Database
 from sportello.events import Envelope, EventPayload, new_event, parse_event
 from sportello.outbox import EventPublisher, OutboxRelay, add_event
@@ -48,6 +49,18 @@ class FakePublisher:
             raise BrokerDown("broker went away")
         self.published.append({"body": body, "event_type": event_type, "event_id": event_id,
                                "correlation_id": correlation_id, "tenant": tenant})
+
+    def publish_events(self, batch: Sequence[OutgoingEvent]) -> int:
+        """Like the real one: in order; a failure after some confirms returns the confirmed count."""
+        for done, event in enumerate(batch):
+            try:
+                self.publish_event(event.body, event_type=event.event_type, event_id=event.event_id,
+                                   correlation_id=event.correlation_id, tenant=event.tenant)
+            except BrokerDown:
+                if done == 0:
+                    raise
+                return done
+        return len(batch)
 
     @property
     def ids(self) -> list[str]:
