@@ -89,7 +89,7 @@ def sportello_rate(amqp_uri: str, databases: Databases, count: int, work: Path, 
         dbs[service] = Database(url)
         TEST_METADATA.create_all(dbs[service].engine)
         env = service_env(amqp_uri, ROOT / "sandbox" / "tenants", secrets_dir, work / "data",
-                          SPORTELLO_DATABASE_URL=url, SPORTELLO_LOG_LEVEL="WARNING")
+                          SPORTELLO_DATABASE_URL=url, SPORTELLO_LOG_LEVEL="WARNING", TALLY_CONTROLS="off")
         processes.append(ServiceProcess(f"tests.support.backbone:{service.title()}Service", env, work).start())
     try:
         def effect_count() -> int:

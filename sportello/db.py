@@ -53,7 +53,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    # No pre-ping: it costs a round trip per transaction. A connection that died is detected by the
+    # statement that uses it (the pool is then invalidated and the caller's retry gets fresh ones);
+    # recycling keeps connections younger than typical firewall idle timeouts.
+    kwargs.setdefault("pool_recycle", 1800)
+    return create_engine(url, **kwargs)
 
 
 class Database:

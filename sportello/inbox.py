@@ -20,20 +20,23 @@ from sportello.tables import inbox
 
 
 def claim(session: Session, consumer: str, envelope: Envelope[Any]) -> bool:
-    """True the first time `consumer` sees this event id (the claim commits with the effect)."""
+    """True the first time `consumer` sees this event id (the claim commits with the effect).
+
+    One statement on PostgreSQL and SQLite: INSERT ... ON CONFLICT DO NOTHING, where a duplicate
+    (earlier or concurrent) simply inserts no row — no read first, no SAVEPOINT.
+    """
+    values = dict(consumer=consumer, event_id=envelope.id, event_type=envelope.type, tenant=envelope.tenant,
+                  processed_at=datetime.now(UTC))
+    dialect = session.get_bind().dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        result = session.execute(dialect_insert(inbox).values(**values).on_conflict_do_nothing())
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
     already = session.execute(
         select(inbox.c.event_id).where(inbox.c.consumer == consumer, inbox.c.event_id == envelope.id)
     ).first()
     if already is not None:
         return False
-    values = dict(consumer=consumer, event_id=envelope.id, event_type=envelope.type, tenant=envelope.tenant,
-                  processed_at=datetime.now(UTC))
-    dialect = session.get_bind().dialect.name
-    if dialect in ("postgresql", "sqlite"):
-        # A concurrent duplicate loses on the primary key quietly, with no SAVEPOINT round trip.
-        dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        result = session.execute(dialect_insert(inbox).values(**values).on_conflict_do_nothing())
-        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
     try:
         with session.begin_nested():  # a concurrent duplicate loses on the primary key, cleanly
             session.execute(insert(inbox).values(**values))

@@ -121,11 +121,63 @@ class AppIOConfig(_Config):
         raise ConfigurationError(f"no IO service named {name!r}")
 
 
+_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+SPID_ATTRIBUTES = frozenset({
+    "spidCode", "name", "familyName", "placeOfBirth", "countyOfBirth", "dateOfBirth", "gender",
+    "companyName", "registeredOffice", "fiscalNumber", "ivaCode", "idCard", "mobilePhone", "email",
+    "address", "expirationDate", "digitalAddress", "domicileStreetAddress", "domicilePostalCode",
+    "domicileMunicipality", "domicileProvince", "domicileNation", "companyFiscalNumber",
+})
+
+
+def _spid_url(value: AnyHttpUrl, what: str) -> AnyHttpUrl:
+    """SPID wants HTTPS URLs without a custom port; plain HTTP only on loopback (the sandbox)."""
+    if value.host in _LOOPBACK_HOSTS:
+        return value
+    if value.scheme != "https" or value.port not in (None, 443) or ":443" in str(value).split("/")[2]:
+        raise ValueError(f"{what} must be an https URL without a port")
+    return value
+
+
 class SpidConfig(_Config):
+    """The Comune as a SPID public-sector Service Provider (and CIE relying party)."""
+
     entity_id: AnyHttpUrl
     signing_key: SecretStr
     signing_certificate: str = Field(min_length=1)
     cie_client_id: AnyHttpUrl | None = None
+    acs_url: AnyHttpUrl | None = Field(
+        default=None, description="AssertionConsumerService (index 0); default: the entity id's origin + "
+                                  "/v1/tenants/<tenant>/auth/spid/acs")
+    slo_url: AnyHttpUrl | None = Field(default=None, description="SingleLogoutService; default beside the ACS")
+    idp_metadata: tuple[str, ...] = Field(
+        default=(), description="IdP metadata sources: https/http URLs or files (e.g. AgID's registry, the twin)")
+    attributes: tuple[str, ...] = Field(
+        default=("fiscalNumber", "name", "familyName", "email"), min_length=1,
+        description="the AttributeConsumingService (index 0): SPID attribute names")
+    service_name: str | None = Field(default=None, max_length=120, description="ServiceName; default tenant name")
+    organization_url: AnyHttpUrl | None = None
+    contact_email: str = Field(default="protocollo@example.invalid", pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    contact_phone: str | None = Field(default=None, pattern=r"^\+39[0-9]{6,12}$")
+    default_level: int = Field(default=2, ge=1, le=3)
+    clock_skew_seconds: int = Field(default=60, ge=0, le=300)
+    return_urls: tuple[AnyHttpUrl, ...] = Field(
+        default=(), description="portal URLs the ACS may send the browser back to (with a one-time code)")
+
+    @field_validator("entity_id", "acs_url", "slo_url")
+    @classmethod
+    def _spid_urls(cls, value: AnyHttpUrl | None) -> AnyHttpUrl | None:
+        return None if value is None else _spid_url(value, "SPID entity id, ACS and SLO URLs")
+
+    @field_validator("attributes")
+    @classmethod
+    def _known_attributes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = set(value) - SPID_ATTRIBUTES
+        if unknown:
+            raise ValueError(f"not SPID attributes: {', '.join(sorted(unknown))}")
+        if "fiscalNumber" not in value:
+            raise ValueError("fiscalNumber must be requested (it is the citizen's identity)")
+        return value
 
 
 class PdndConfig(_Config):
@@ -134,8 +186,19 @@ class PdndConfig(_Config):
     key_id: str = Field(min_length=1)
     private_key: SecretStr
     purposes: dict[str, str] = Field(description="e-service (C001, C003, C030, ...) -> purposeId")
-    anpr_base_url: AnyHttpUrl
+    anpr_base_url: AnyHttpUrl = Field(description="root of ANPR's ModI gateway, e.g. .../govway/rest/in")
     anpr_ws6001_url: AnyHttpUrl
+    assertion_audience: str = Field(default="auth.interop.pagopa.it/client-assertion", min_length=3,
+                                    description="`aud` of the client assertion (PDND environment)")
+    anpr_audience_base: str = Field(
+        default="https://modipa.anpr.interno.it/govway/rest/in/MinInternoPortaANPR", min_length=8,
+        description="the e-service audience (ModI `aud`) is <this>/<e-service>/v1, as on the PDND card")
+    daily_quotas: dict[str, int] = Field(default_factory=dict, description="e-service -> calls per day (override)")
+    registry_officer_surname: str = Field(default="UFFICIALE", pattern=r"^[A-Za-z' .-]{1,80}$")
+    registry_officer_name: str = Field(default="ANAGRAFE", pattern=r"^[A-Za-z' .-]{1,80}$")
+    ws6001_send_type: str = Field(default="PROD", pattern=r"^(TEST|PRE_SUB|PROD)$")
+    verification_url: AnyHttpUrl | None = Field(
+        default=None, description="public page that verifies a certificate code (printed as QR)")
 
 
 class Tenant(_Config):
