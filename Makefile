@@ -13,7 +13,7 @@ PYTEST := $(VENV)/bin/python -m pytest --junitxml=test-artifacts/junit.xml
 .PHONY: test run lint types unit conformance integration e2e clean
 
 test: lint types $(STAMP)
-	$(ENSURE) rabbitmq postgresql
+	$(ENSURE) rabbitmq postgresql xmlsec1
 	$(PYTEST) tests/unit tests/conformance tests/integration tests/e2e
 
 run: $(STAMP)
@@ -40,6 +40,7 @@ unit: $(STAMP)
 	$(PYTEST) tests/unit
 
 conformance: $(STAMP)
+	$(ENSURE) xmlsec1
 	$(PYTEST) tests/conformance
 
 integration: $(STAMP)

@@ -5,7 +5,9 @@
 # Running servers are left alone; installed-but-stopped ones are started; missing ones are
 # installed with apt-get when running as root, otherwise the script says what to install.
 #
-# Usage: scripts/ensure-services.sh [rabbitmq] [postgresql]
+# Tools the tests run (no server, only installed): xmlsec1 (used by the official spid-sp-test).
+#
+# Usage: scripts/ensure-services.sh [rabbitmq] [postgresql] [xmlsec1]
 set -euo pipefail
 
 # Debian keeps the server commands in /usr/sbin, which is not on every user's PATH.
@@ -45,6 +47,7 @@ package_of() {
     case $1 in
         rabbitmq) echo rabbitmq-server ;;
         postgresql) echo postgresql ;;
+        xmlsec1) echo xmlsec1 ;;
     esac
 }
 
@@ -56,6 +59,7 @@ installed() {
     case $1 in
         rabbitmq) command -v rabbitmq-server >/dev/null ;;
         postgresql) command -v pg_ctlcluster >/dev/null && [[ -n $(ls /etc/postgresql 2>/dev/null) ]] ;;
+        xmlsec1) command -v xmlsec1 >/dev/null ;;
     esac
 }
 
@@ -104,15 +108,20 @@ ensure_pg_role() {
     say "PostgreSQL role sportello can log in ($PG_URL)"
 }
 
-(($# > 0)) || die "usage: $0 [rabbitmq] [postgresql]"
+(($# > 0)) || die "usage: $0 [rabbitmq] [postgresql] [xmlsec1]"
 for service in "$@"; do
-    [[ $service == rabbitmq || $service == postgresql ]] || die "unknown service '$service' (rabbitmq, postgresql)"
+    [[ $service == rabbitmq || $service == postgresql || $service == xmlsec1 ]] ||
+        die "unknown service '$service' (rabbitmq, postgresql, xmlsec1)"
 done
 
 # 1. What is already up, what only needs starting, what is missing.
 to_start=()
 missing=()
 for service in "$@"; do
+    if [[ $service == xmlsec1 ]]; then  # a tool: installed or not, nothing to start
+        if installed xmlsec1; then say "xmlsec1 is installed"; else missing+=(xmlsec1); fi
+        continue
+    fi
     if port_open "$(port_of "$service")"; then
         say "$service already answers on 127.0.0.1:$(port_of "$service")"
     else
