@@ -32,6 +32,16 @@ class UpstreamTimeout(SportelloError):
 
 HTTP_STATUS: dict[str, int] = {
     "request.invalid": 400,
+    "appio.message_invalid": 400,
+    "appio.io_error": 502,
+    "appio.io_bad_request": 502,
+    "appio.io_unauthorized": 502,
+    "appio.io_not_found": 502,
+    "appio.io_malformed_reply": 502,
+    "appio.io_outcome_unknown": 502,
+    "appio.io_server_error": 502,
+    "appio.io_throttled": 503,
+    "appio.io_unavailable": 503,
     "event.malformed": 400,
     "event.unknown_type": 400,
     "auth.unauthenticated": 401,
@@ -44,6 +54,30 @@ HTTP_STATUS: dict[str, int] = {
     "internal": 500,
     "service.unavailable": 503,
     "upstream.timeout": 504,
+    "pagopa.position.invalid_transition": 409,
+    "pagopa.gpd.rejected": 502,
+    "pagopa.gpd.unavailable": 503,
+    # login (issue 3): a rejected SAML response is the caller's bad input; the IdP's "no" is a 403
+    "spid.response_rejected": 400,
+    "spid.signature_invalid": 400,
+    "spid.request_unknown": 400,
+    "spid.idp_unknown": 400,
+    "spid.assertion_replayed": 409,
+    "spid.level_insufficient": 403,
+    "spid.authentication_failed": 403,
+    "spid.login_cancelled": 403,
+    "auth.invalid_grant": 400,
+    # registry (issue 6): ANPR's refusals are about the request; PDND/ANPR trouble is upstream
+    "anpr.reason_required": 400,
+    "anpr.certificate_not_allowed": 403,
+    "anpr.resident_not_found": 404,
+    "anpr.not_certifiable": 422,
+    "anpr.refused": 422,
+    "anpr.quota_exhausted": 429,
+    "anpr.rate_limited": 429,
+    "anpr.pdnd_rejected": 502,
+    "anpr.pdnd_unauthorized": 502,
+    "anpr.unavailable": 503,
 }
 
 PROBLEM_JSON = "application/problem+json"

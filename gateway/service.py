@@ -7,16 +7,13 @@ the answer; errors become problem+json through the single table in `gateway.erro
 from __future__ import annotations
 
 import json
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import structlog
 import yaml
-from eventlet.event import Event
 from nameko.extensions import DependencyProvider
 from nameko.rpc import RpcProxy
-from nameko.web.handlers import HttpRequestHandler
 from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
 from werkzeug.exceptions import NotFound as WerkzeugNotFound
 from werkzeug.routing import Map, Rule
@@ -24,11 +21,15 @@ from werkzeug.wrappers import Request, Response
 
 import sportello.contracts  # noqa: F401 - every event type, for the AsyncAPI document
 from gateway.auth import Authenticator
-from gateway.errors import MethodNotAllowed, RouteNotFound, UpstreamTimeout, problem
+from gateway.errors import MethodNotAllowed, RouteNotFound, UpstreamTimeout
+from gateway.http import api
+from gateway.routes.auth import AuthRoutes
+from gateway.routes.messages import MessageRoutes
+from gateway.routes.payments import PaymentRoutes
+from gateway.routes.registry import RegistryRoutes
 from sportello.asyncapi import asyncapi_document
-from sportello.edge.kernel import SETTINGS_CONFIG_KEY, RequestContextProvider, safe_correlation_id
+from sportello.edge.kernel import SETTINGS_CONFIG_KEY, RequestContextProvider
 from sportello.edge.rpc import call_with_deadline, gather_with_deadline, register_remote_errors
-from sportello.errors import SportelloError
 from sportello.settings import SERVICE_NAMES, Settings, load_settings
 from sportello.tokens import Principal, Role
 from sportello.version import __version__
@@ -48,34 +49,6 @@ def _openapi_route_map(document: dict[str, Any]) -> Map:
     return Map(rules)
 
 
-class ApiRoute(HttpRequestHandler):
-    """nameko's HTTP entrypoint with request ids and problem+json for every error."""
-
-    def __init__(self, method: str, url: str, **kwargs: Any) -> None:
-        kwargs.setdefault("expected_exceptions", SportelloError)  # logged as warnings, not tracebacks
-        super().__init__(method, url, **kwargs)
-
-    def handle_request(self, request: Request) -> Response:
-        request.shallow = False
-        request_id = safe_correlation_id(request.headers.get("X-Request-ID"))
-        try:
-            args, kwargs = self.get_entrypoint_parameters(request)
-            self.check_signature(args, kwargs)
-            event = Event()
-            self.container.spawn_worker(self, args, kwargs, context_data={"correlation_id": request_id},
-                                        handle_result=partial(self.handle_result, event))
-            response = self.response_from_result(event.wait())
-        except SportelloError as exc:
-            response = problem(exc, request_id=request_id, instance=request.path)
-        except Exception as exc:  # noqa: BLE001 - never a stack trace to the caller
-            log.error("gateway_unhandled_error", error=type(exc).__name__, path=request.path,
-                      correlation_id=request_id)
-            response = problem(None, request_id=request_id, instance=request.path)
-        response.headers["X-Request-ID"] = request_id
-        return response
-
-
-api = ApiRoute.decorator
 
 
 class GatewaySettings(DependencyProvider):
@@ -116,7 +89,7 @@ def _json(body: Any, status: int = 200) -> Response:
     return Response(json.dumps(body), status=status, mimetype="application/json")
 
 
-class GatewayService:
+class GatewayService(AuthRoutes, PaymentRoutes, RegistryRoutes, MessageRoutes):
     name = "gateway"
     serves_http = True
 

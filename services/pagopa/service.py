@@ -1,9 +1,121 @@
 """nameko entrypoints of the `pagopa` service (thin: they translate and delegate)."""
 
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Any
+
+import structlog
+from nameko.timer import timer
+
+from services.pagopa.application import Positions, position_view
+from services.pagopa.dependencies import PositionsProvider
+from services.pagopa.notice import render_notices
+from services.pagopa.schemas import parse_position_request
+from sportello.contracts.anpr import StampDutyRequested
+from sportello.edge.messaging import event_handler
+from sportello.edge.rpc import rpc
 from sportello.edge.service import PlatformService
+from sportello.errors import NotFound, ValidationFailed
+from sportello.events import Envelope
+
+log = structlog.get_logger("pagopa.service")
 
 
 class PagoPAService(PlatformService):
     """pagoPA: debt positions, notices, receipts, reconciliation, campaigns."""
 
     name = "pagopa"
+    positions: Positions = PositionsProvider()  # type: ignore[assignment]
+
+    @rpc
+    def create_position(self, tenant: str, payload: dict[str, Any]) -> dict[str, Any]:
+        self.request.bind(tenant=tenant)
+        t = self.tenants.get(tenant)
+        if t.pagopa is None:
+            raise NotFound("this Comune has no pagoPA configuration")
+        request = parse_position_request(payload, default_iban=t.pagopa.ibans[0])
+        return position_view(self.positions.create(tenant, request))
+
+    @rpc
+    def get_position(self, tenant: str, position_id: str, debtor_fiscal_code: str | None = None) -> dict[str, Any]:
+        """One position; with `debtor_fiscal_code` only if it is that debtor's (citizens see their own)."""
+        self.request.bind(tenant=tenant)
+        position = self.positions.get(tenant, str(position_id))
+        if debtor_fiscal_code is not None and position.request.debtor.fiscal_code != debtor_fiscal_code:
+            raise NotFound("no such payment position")
+        return position_view(position)
+
+    @rpc
+    def list_positions(self, tenant: str, status: str | None = None, debtor_fiscal_code: str | None = None,
+                       purpose: str | None = None, campaign_id: str | None = None, limit: int = 50,
+                       offset: int = 0) -> list[dict[str, Any]]:
+        self.request.bind(tenant=tenant)
+        if not 1 <= int(limit) <= 500 or int(offset) < 0:
+            raise ValidationFailed("limit must be 1-500 and offset >= 0")
+        found = self.positions.list(tenant, status=status, debtor_fiscal_code=debtor_fiscal_code, purpose=purpose,
+                                    campaign_id=campaign_id, limit=int(limit), offset=int(offset))
+        return [position_view(p) for p in found]
+
+    @rpc
+    def invalidate_position(self, tenant: str, position_id: str) -> dict[str, Any]:
+        self.request.bind(tenant=tenant)
+        return position_view(self.positions.invalidate(tenant, str(position_id)))
+
+    @rpc
+    def record_payment(self, tenant: str, notice_number: str, receipt_id: str, paid_at: str,
+                       amount_cents: int) -> dict[str, Any]:
+        """A receipt (from the SOAP station or GPD receipts): the position becomes paid, once."""
+        self.request.bind(tenant=tenant)
+        try:
+            when = datetime.fromisoformat(paid_at)
+        except (TypeError, ValueError):
+            raise ValidationFailed("paid_at must be an ISO date-time") from None
+        if when.tzinfo is None:
+            raise ValidationFailed("paid_at must carry a timezone")
+        position, changed = self.positions.record_payment(tenant, str(notice_number), receipt_id=str(receipt_id),
+                                                          paid_at=when, amount_cents=int(amount_cents))
+        return {"position": position_view(position), "changed": changed}
+
+    @rpc
+    def notice_pdf(self, tenant: str, position_id: str, debtor_fiscal_code: str | None = None) -> str:
+        """The payment notice PDF of one position, base64 (RPC bodies are JSON)."""
+        self.request.bind(tenant=tenant)
+        position = self.positions.get(tenant, str(position_id))
+        if debtor_fiscal_code is not None and position.request.debtor.fiscal_code != debtor_fiscal_code:
+            raise NotFound("no such payment position")
+        return base64.b64encode(render_notices([position])).decode("ascii")
+
+    @rpc
+    def notices_pdf(self, tenant: str, campaign_id: str | None = None, status: str | None = "published",
+                    limit: int = 500) -> str:
+        """Many notices in one PDF (a campaign's, for printing and mailing), base64."""
+        self.request.bind(tenant=tenant)
+        if not 1 <= int(limit) <= 500:
+            raise ValidationFailed("limit must be 1-500")
+        found = self.positions.list(tenant, campaign_id=campaign_id, status=status, limit=int(limit))
+        if not found:
+            raise NotFound("no payment positions match")
+        return base64.b64encode(render_notices(found)).decode("ascii")
+
+    @rpc
+    def expire_overdue(self, tenant: str) -> int:
+        self.request.bind(tenant=tenant)
+        return self.positions.expire_overdue(tenant)
+
+    @timer(interval=3600)
+    def expire_overdue_everywhere(self) -> None:
+        for tenant in self.tenants:
+            if tenant.pagopa is not None:
+                expired = self.positions.expire_overdue(tenant.id)
+                if expired:
+                    log.info("payment_positions_expired", tenant=tenant.id, count=expired)
+
+    @event_handler(StampDutyRequested.event_type)
+    def on_stamp_duty_requested(self, envelope: Envelope[Any]) -> None:
+        """Idempotent by the request id (the position's reference), not by the inbox: creating the
+        position calls GPD between two transactions, and a retried event must resume a draft."""
+        self.request.bind(tenant=envelope.tenant, correlation_id=envelope.correlationid)
+        position = self.positions.on_stamp_duty_requested(envelope.tenant, envelope.data)
+        log.info("stamp_duty_position_ready", position_id=position.id, status=position.status.value)

@@ -33,8 +33,13 @@ def call_with_deadline(method: Any, *args: Any, timeout: float, on_timeout: Spor
 
 def gather_with_deadline(calls: dict[str, Any], *, timeout: float) -> dict[str, tuple[Any, BaseException | None]]:
     """Start every call at once, then collect each result (or its error) within one shared deadline."""
-    replies = {name: method.call_async() for name, method in calls.items()}
     results: dict[str, tuple[Any, BaseException | None]] = {}
+    replies = {}
+    for name, method in calls.items():
+        try:
+            replies[name] = method.call_async()
+        except Exception as exc:  # noqa: BLE001 - e.g. UnknownService: no such queue yet; reported per service
+            results[name] = (None, exc)
     deadline = eventlet.hubs.get_hub().clock() + timeout
     for name, reply in replies.items():
         remaining = max(0.0, deadline - eventlet.hubs.get_hub().clock())

@@ -18,7 +18,8 @@ from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request, Response
 
 from gateway.errors import HTTP_STATUS, PROBLEM_JSON, problem
-from gateway.service import OPENAPI_PATH, ApiRoute, GatewayService
+from gateway.http import ApiRoute
+from gateway.service import OPENAPI_PATH, GatewayService
 from sportello.errors import NotFound, SportelloError
 
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
@@ -186,7 +187,7 @@ def test_everything_else_falls_to_the_problem_route() -> None:
 def test_route_decorators_agree_with_entrypoints(document: dict[str, Any]) -> None:
     """The same table read straight from the @api decorators on the class."""
     decorated = set()
-    for attribute in vars(GatewayService).values():
+    for attribute in [a for klass in GatewayService.__mro__ for a in vars(klass).values()]:  # route mixins too
         for entrypoint in getattr(attribute, "nameko_entrypoints", ()):
             if isinstance(entrypoint, ApiRoute) and entrypoint.url != CATCH_ALL:
                 decorated |= {(m.upper(), entrypoint.url) for m in entrypoint.method.split(",")}

@@ -84,7 +84,13 @@ def test_gateway_health_reports_all_four_services_over_rpc(platform: Platform) -
 
 
 def test_each_service_migrated_its_own_postgresql_database(platform: Platform) -> None:
-    for url in platform.database_urls.values():
+    from alembic.script import ScriptDirectory
+
+    from sportello.migrate import alembic_config
+
+    for service, url in platform.database_urls.items():
+        script = ScriptDirectory.from_config(alembic_config(service, url))
+        heads = set(script.get_heads())
         engine = sa.create_engine(url)
         try:
             tables = set(sa.inspect(engine).get_table_names())
@@ -93,7 +99,9 @@ def test_each_service_migrated_its_own_postgresql_database(platform: Platform) -
         finally:
             engine.dispose()
         assert {"outbox", "inbox", "dead_letters", "alembic_version"} <= tables
-        assert "kernel_0001" in versions
+        applied = {rev.revision for rev in script.revision_map.iterate_revisions(tuple(versions), "base")}
+        assert "kernel_0001" in applied
+        assert heads <= applied  # at the head of the kernel branch and of the service's own
 
 
 def test_shared_rpc_entrypoints_of_every_service(platform: Platform) -> None:
@@ -171,3 +179,29 @@ def _other_key() -> str:
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     return private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                  serialization.NoEncryption()).decode()
+
+
+def test_health_with_no_service_running_reports_each_unreachable(
+        tenant_files: tuple[Path, Path], tmp_path: Path) -> None:
+    """No queue at all for a service (never started) is a report, not a 500 (nameko's UnknownService)."""
+    from tests.support.servers import isolated_vhost
+
+    port = free_port()
+    with isolated_vhost() as empty_vhost:
+        env = service_env(empty_vhost, *tenant_files, tmp_path / "data", SPORTELLO_GATEWAY_ADDRESS=f"127.0.0.1:{port}")
+        gateway = ServiceProcess("gateway", env, tmp_path).start()
+        try:
+            def answered() -> httpx.Response | None:
+                try:
+                    return httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=10)
+                except httpx.HTTPError:
+                    return None
+
+            reply = wait_for(answered, timeout=30, interval=0.3, what="gateway up")
+            assert reply.status_code == 503
+            body = reply.json()
+            assert body["status"] == "down"
+            assert {s["status"] for s in body["services"].values()} == {"unreachable"}
+            assert {s["error"] for s in body["services"].values()} == {"UnknownService"}
+        finally:
+            gateway.stop()

@@ -1,0 +1,139 @@
+"""Registry routes (ANPR): citizens request and download certificates; operators look residents up and
+issue at the counter, always with a stated reason; anyone verifies a certificate by its code.
+
+Why: the tenant in the path must be the token's tenant, a citizen only ever acts as the fiscal code
+in his token, and the public verification route needs no login but reveals nothing personal.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from werkzeug.wrappers import Request, Response
+
+import services.anpr.domain.errors  # noqa: F401 - anpr's errors arrive typed over RPC
+from gateway.http import api
+from sportello.errors import Forbidden, ValidationFailed
+from sportello.tokens import Principal, Role
+
+MAX_JSON_BYTES = 64 * 1024
+MAX_VERIFY_BYTES = 12 * 1024 * 1024
+BACK_OFFICE: tuple[Role, Role] = ("operator", "admin")
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(json.dumps(body), status=status, mimetype="application/json")
+
+
+def _body(request: Request, limit: int = MAX_JSON_BYTES) -> dict[str, Any]:
+    if request.content_length is not None and request.content_length > limit:
+        raise ValidationFailed("request body too large")
+    try:
+        data = json.loads(request.get_data(cache=False) or b"{}")
+    except ValueError:
+        raise ValidationFailed("the body must be JSON") from None
+    if not isinstance(data, dict):
+        raise ValidationFailed("the body must be a JSON object")
+    return data
+
+
+def _actor(principal: Principal, role: str) -> dict[str, Any]:
+    return {"subject": principal.subject, "role": role, "level": principal.level}
+
+
+def _optional_int(data: dict[str, Any], name: str) -> int | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationFailed(f"{name} must be an integer")
+    return value
+
+
+class RegistryRoutes:
+    """Mixin of GatewayService (uses its `call`, `authenticate` and `anpr` proxy)."""
+
+    call: Any
+    authenticate: Any
+    anpr: Any
+
+    def _registry_principal(self, request: Request, tenant: str, *roles: Role) -> Principal:
+        principal: Principal = self.authenticate(request, *roles)
+        if principal.tenant != tenant:
+            raise Forbidden("this token belongs to another Comune")
+        return principal
+
+    @api("GET", "/v1/tenants/<tenant>/certificates/catalogue")
+    def certificate_catalogue(self, request: Request, tenant: str) -> Response:
+        self._registry_principal(request, tenant)
+        return _json(self.call(self.anpr.certificate_catalogue))
+
+    @api("POST", "/v1/tenants/<tenant>/certificates")
+    def request_certificate(self, request: Request, tenant: str) -> Response:
+        principal = self._registry_principal(request, tenant, "citizen", *BACK_OFFICE)
+        data = _body(request)
+        certificate_type = _optional_int(data, "certificate_type")
+        if certificate_type is None:
+            raise ValidationFailed("certificate_type is required")
+        result = self.call(self.anpr.request_certificate, tenant, _actor(principal, "citizen"), certificate_type,
+                           exemption=_optional_int(data, "exemption"),
+                           exemption_description=data.get("exemption_description"))
+        return _json(result, 202 if result["status"] == "awaiting_payment" else 201)
+
+    @api("GET", "/v1/tenants/<tenant>/certificates/<request_id>")
+    def certificate_status(self, request: Request, tenant: str, request_id: str) -> Response:
+        principal = self._registry_principal(request, tenant)
+        role = "operator" if principal.has_role(*BACK_OFFICE) else "citizen"
+        return _json(self.call(self.anpr.certificate_status, tenant, _actor(principal, role), request_id))
+
+    @api("GET", "/v1/tenants/<tenant>/certificates/<request_id>/document")
+    def certificate_document(self, request: Request, tenant: str, request_id: str) -> Response:
+        principal = self._registry_principal(request, tenant)
+        role = "operator" if principal.has_role(*BACK_OFFICE) else "citizen"
+        encoded = self.call(self.anpr.download_certificate, tenant, _actor(principal, role), request_id)
+        return Response(base64.b64decode(encoded), mimetype="application/pdf", headers={
+            "Content-Disposition": f'attachment; filename="certificato-{request_id}.pdf"', "Cache-Control": "no-store"})
+
+    @api("POST", "/v1/tenants/<tenant>/registry/lookups")
+    def lookup_resident(self, request: Request, tenant: str) -> Response:
+        principal = self._registry_principal(request, tenant, *BACK_OFFICE)
+        data = _body(request)
+        return _json(self.call(self.anpr.lookup_resident, tenant, _actor(principal, "operator"),
+                               str(data.get("fiscal_code") or ""), str(data.get("reason") or "")))
+
+    @api("POST", "/v1/tenants/<tenant>/registry/certificates")
+    def issue_at_counter(self, request: Request, tenant: str) -> Response:
+        principal = self._registry_principal(request, tenant, *BACK_OFFICE)
+        data = _body(request)
+        certificate_type = _optional_int(data, "certificate_type")
+        if certificate_type is None:
+            raise ValidationFailed("certificate_type is required")
+        result = self.call(self.anpr.request_certificate, tenant, _actor(principal, "operator"), certificate_type,
+                           exemption=_optional_int(data, "exemption"),
+                           exemption_description=data.get("exemption_description"),
+                           subject=str(data.get("fiscal_code") or ""), at_counter=True,
+                           reason=str(data.get("reason") or "") or None)
+        return _json(result, 202 if result["status"] == "awaiting_payment" else 201)
+
+    @api("GET", "/v1/tenants/<tenant>/registry/audit")
+    def registry_audit(self, request: Request, tenant: str) -> Response:
+        principal = self._registry_principal(request, tenant, *BACK_OFFICE)
+        return _json({"entries": self.call(self.anpr.audit_trail, tenant, _actor(principal, "operator"))})
+
+    @api("GET", "/v1/public/tenants/<tenant>/certificates/verify/<code>")
+    def verify_code(self, request: Request, tenant: str, code: str) -> Response:
+        return _json(self.call(self.anpr.verify_certificate, tenant, code))
+
+    @api("POST", "/v1/public/tenants/<tenant>/certificates/verify")
+    def verify_document(self, request: Request, tenant: str) -> Response:
+        data = _body(request, MAX_VERIFY_BYTES)
+        document = data.get("document_base64")
+        if document is not None:
+            try:
+                base64.b64decode(str(document), validate=True)
+            except (binascii.Error, ValueError):
+                raise ValidationFailed("document_base64 is not base64") from None
+        return _json(self.call(self.anpr.verify_certificate, tenant, str(data.get("code") or ""), document))

@@ -1,0 +1,1 @@
+"""Adapters of the App IO service's ports to real systems."""

@@ -1,0 +1,64 @@
+"""The App IO service's tables (migration branch `appio`).
+
+- `appio_messages`: one row per logical message and its delivery state machine. `dedup_key` is
+  unique per tenant, so an event redelivered, a campaign resumed or a back-office retry with the
+  same idempotency key can never create a second logical message.
+- `appio_campaigns`: one message to many citizens; its recipients are message rows.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Integer, String, Table, Text, UniqueConstraint
+
+from sportello.db import new_metadata
+
+APPIO_METADATA = new_metadata()
+
+messages = Table(
+    "appio_messages",
+    APPIO_METADATA,
+    Column("id", String(36), primary_key=True),
+    Column("tenant", String(63), nullable=False),
+    Column("dedup_key", String(200), nullable=False),
+    Column("io_service", String(41), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("recipient_fiscal_code", String(16), nullable=False),
+    Column("reference", String(64), nullable=True),
+    Column("campaign_id", String(36), nullable=True),
+    Column("variables", JSON, nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("lease_until", DateTime(timezone=True), nullable=True),
+    Column("lease_token", String(36), nullable=True),
+    Column("language", String(5), nullable=True),
+    Column("io_message_id", String(64), nullable=True),
+    Column("io_status", String(20), nullable=True),
+    Column("outcome_reason", String(200), nullable=True),
+    Column("correlation_id", String(128), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("submitting_at", DateTime(timezone=True), nullable=True),
+    Column("submitted_at", DateTime(timezone=True), nullable=True),
+    Column("completed_at", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("tenant", "dedup_key", name="uq_appio_messages_tenant_dedup_key"),
+    Index("ix_appio_messages_due", "state", "next_attempt_at"),
+    Index("ix_appio_messages_campaign", "campaign_id", "state"),
+)
+
+campaigns = Table(
+    "appio_campaigns",
+    APPIO_METADATA,
+    Column("id", String(36), primary_key=True),
+    Column("tenant", String(63), nullable=False),
+    Column("dedup_key", String(200), nullable=False),
+    Column("io_service", String(41), nullable=False),
+    Column("name", String(120), nullable=False),
+    Column("variables", JSON, nullable=False),
+    Column("recipients", BigInteger, nullable=False),
+    Column("duplicates", BigInteger, nullable=False),
+    Column("created_by", String(16), nullable=True),
+    Column("correlation_id", String(128), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("note", Text, nullable=True),
+    UniqueConstraint("tenant", "dedup_key", name="uq_appio_campaigns_tenant_dedup_key"),
+)

@@ -1,0 +1,1 @@
+"""Real adapters of the pagopa ports (GPD over HTTP)."""

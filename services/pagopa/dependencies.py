@@ -1,0 +1,29 @@
+"""nameko dependency: the `Positions` use cases wired to the kernel database and one GPD client.
+
+Why: one HTTP client and one rate limiter per process, so every worker shares GPD's 100 calls /
+10 s per key instead of each counting on its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nameko.extensions import DependencyProvider
+
+from services.pagopa.adapters.gpd import HttpGpd
+from services.pagopa.application import Positions
+from sportello.edge.kernel import KernelContext, ServiceDatabase
+
+
+class PositionsProvider(DependencyProvider):
+    kernel = KernelContext()
+
+    def setup(self) -> None:
+        self.gpd = HttpGpd()
+
+    def stop(self) -> None:
+        self.gpd.client.close()
+
+    def get_dependency(self, worker_ctx: Any) -> Positions:
+        return Positions(ServiceDatabase(self.kernel.database, self.kernel.wake_relay), self.kernel.tenants,
+                         self.gpd, correlation_id=worker_ctx.data.get("correlation_id"))

@@ -1,0 +1,1 @@
+"""pagoPA domain rules: plain Python, no framework (nameko/eventlet never imported here)."""

@@ -1,0 +1,26 @@
+"""Typed errors of the pagopa service (stable codes; the gateway maps them to HTTP statuses)."""
+
+from __future__ import annotations
+
+from sportello.errors import SportelloError
+
+
+class InvalidTransition(SportelloError):
+    """The position is not in a state that allows this (e.g. invalidating a paid position)."""
+
+    code = "pagopa.position.invalid_transition"
+    title = "The payment position does not allow this in its current state"
+
+
+class GpdUnavailable(SportelloError):
+    """GPD did not answer usefully after the retries allowed (429/5xx/timeouts)."""
+
+    code = "pagopa.gpd.unavailable"
+    title = "pagoPA GPD is not available"
+
+
+class GpdRejected(SportelloError):
+    """GPD refused the request for good (4xx other than 409/429): our data or our key is wrong."""
+
+    code = "pagopa.gpd.rejected"
+    title = "pagoPA GPD rejected the request"

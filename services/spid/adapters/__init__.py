@@ -1,0 +1,1 @@
+"""Adapters of the spid service to the outside world."""
