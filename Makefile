@@ -10,11 +10,11 @@ STAMP := $(VENV)/.installed
 ENSURE := scripts/ensure-services.sh
 PYTEST := $(VENV)/bin/python -m pytest --junitxml=test-artifacts/junit.xml
 
-.PHONY: test run lint types unit conformance integration e2e clean
+.PHONY: test run lint types unit conformance integration e2e deploy clean
 
 test: lint types $(STAMP)
 	$(ENSURE) rabbitmq postgresql xmlsec1
-	$(PYTEST) tests/unit tests/conformance tests/integration tests/e2e
+	$(PYTEST) tests/unit tests/conformance tests/integration tests/e2e tests/deploy
 
 run: $(STAMP)
 	$(ENSURE) rabbitmq
@@ -50,6 +50,11 @@ integration: $(STAMP)
 e2e: $(STAMP)
 	$(ENSURE) rabbitmq
 	$(PYTEST) tests/e2e
+
+# Dockerfile (hadolint), compose, Kubernetes manifests, publiccode.yml, metrics and the CLI
+deploy: $(STAMP)
+	$(ENSURE) rabbitmq
+	$(PYTEST) tests/deploy
 
 clean:
 	rm -rf var .run test-artifacts .pytest_cache .mypy_cache .ruff_cache

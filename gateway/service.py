@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import eventlet
 import structlog
 import yaml
 from nameko.extensions import DependencyProvider
@@ -21,7 +22,7 @@ from werkzeug.wrappers import Request, Response
 
 import sportello.contracts  # noqa: F401 - every event type, for the AsyncAPI document
 from gateway.auth import Authenticator
-from gateway.errors import MethodNotAllowed, RouteNotFound, UpstreamTimeout
+from gateway.errors import HTTP_STATUS, MethodNotAllowed, RouteNotFound, UpstreamTimeout
 from gateway.http import api
 from gateway.routes.auth import AuthRoutes
 from gateway.routes.messages import MessageRoutes
@@ -29,7 +30,9 @@ from gateway.routes.payments import PaymentRoutes
 from gateway.routes.registry import RegistryRoutes
 from sportello.asyncapi import asyncapi_document
 from sportello.edge.kernel import SETTINGS_CONFIG_KEY, RequestContextProvider
+from sportello.edge.metrics import MetricsProvider
 from sportello.edge.rpc import call_with_deadline, gather_with_deadline, register_remote_errors
+from sportello.errors import SportelloError
 from sportello.settings import SERVICE_NAMES, Settings, load_settings
 from sportello.tokens import Principal, Role
 from sportello.version import __version__
@@ -101,6 +104,7 @@ class GatewayService(AuthRoutes, PaymentRoutes, RegistryRoutes, MessageRoutes):
     spid = RpcProxy("spid")
     appio = RpcProxy("appio")
     auth: Authenticator = AuthProvider()  # type: ignore[assignment]
+    metrics = MetricsProvider(http_status=lambda error: HTTP_STATUS.get(error.code, 500))
 
     # -- helpers for routes (not entrypoints) -------------------------------------------------
     def call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
@@ -124,8 +128,8 @@ class GatewayService(AuthRoutes, PaymentRoutes, RegistryRoutes, MessageRoutes):
             if error is None and isinstance(answer, dict):
                 services[name] = answer
             else:
-                reason = "timeout" if error is not None and "Timeout" in type(error).__name__ else (
-                    getattr(error, "code", type(error).__name__))
+                reason = ("timeout" if isinstance(error, eventlet.Timeout)
+                          else error.code if isinstance(error, SportelloError) else type(error).__name__)
                 services[name] = {"service": name, "status": "unreachable", "error": reason}
         statuses = {s["status"] for s in services.values()}
         overall = "ok" if statuses == {"ok"} else ("degraded" if statuses <= {"ok", "degraded"} else "down")

@@ -90,6 +90,7 @@ class PagoPAConfig(_Config):
     gpd_base_url: AnyHttpUrl
     gpd_subscription_key: SecretStr
     checkout_base_url: AnyHttpUrl
+    checkout_subscription_key: SecretStr | None = Field(default=None, description="Checkout EC API key")
 
     @field_validator("ibans")
     @classmethod
@@ -139,6 +140,27 @@ def _spid_url(value: AnyHttpUrl, what: str) -> AnyHttpUrl:
     return value
 
 
+class CieConfig(_Config):
+    """The Comune as a CIE OpenID Connect Federation Relying Party (three keys, as the rules want)."""
+
+    client_id: AnyHttpUrl = Field(description="the RP's entity id; its Entity Configuration is served at "
+                                              "<client_id>/.well-known/openid-federation")
+    provider: AnyHttpUrl = Field(description="the CIE OpenID Provider's entity id")
+    trust_anchor: AnyHttpUrl = Field(description="the federation's trust anchor entity id")
+    trust_anchor_jwks: str | None = Field(default=None, description="pinned trust-anchor JWKS (JSON); "
+                                                                    "sandbox: fetched from the anchor")
+    federation_key: SecretStr = Field(description="signs the Entity Configuration")
+    signing_key: SecretStr = Field(description="signs request objects and client assertions")
+    encryption_key: SecretStr = Field(description="decrypts the OP's userinfo (RSA-OAEP)")
+    redirect_uri: AnyHttpUrl | None = Field(default=None, description="default: <client_id>/callback")
+    contacts: tuple[str, ...] = ()
+
+    @field_validator("client_id", "redirect_uri")
+    @classmethod
+    def _https(cls, value: AnyHttpUrl | None) -> AnyHttpUrl | None:
+        return None if value is None else _spid_url(value, "CIE client_id and redirect_uri")
+
+
 class SpidConfig(_Config):
     """The Comune as a SPID public-sector Service Provider (and CIE relying party)."""
 
@@ -163,6 +185,7 @@ class SpidConfig(_Config):
     clock_skew_seconds: int = Field(default=60, ge=0, le=300)
     return_urls: tuple[AnyHttpUrl, ...] = Field(
         default=(), description="portal URLs the ACS may send the browser back to (with a one-time code)")
+    cie: CieConfig | None = Field(default=None, description="CIE login (OpenID Connect Federation)")
 
     @field_validator("entity_id", "acs_url", "slo_url")
     @classmethod

@@ -114,5 +114,56 @@ class AuthRoutes:
 
     @api("GET,POST", "/v1/tenants/<tenant>/auth/spid/slo")
     def spid_slo(self, request: Request, tenant: str) -> Response:
-        """Where the IdP returns the browser after single logout (the session was revoked already)."""
-        return _json({"status": "logged_out", "tenant": tenant})
+        """The SingleLogoutService: an IdP-initiated LogoutRequest, or the IdP's LogoutResponse to ours.
+
+        Redirect binding: the raw query string goes to `spid` untouched (its signature covers the
+        parameters exactly as encoded). To a LogoutRequest the browser is sent back to the IdP
+        with our signed LogoutResponse.
+        """
+        if request.method == "GET":
+            query = request.query_string.decode("ascii", errors="replace")
+            if "SAMLRequest=" not in query and "SAMLResponse=" not in query:
+                raise ValidationFailed("SAMLRequest or SAMLResponse missing")
+            done = self.call(self.spid.single_logout, tenant, "redirect", query=query)
+        else:
+            form = _body(request)
+            if not form.get("SAMLRequest") and not form.get("SAMLResponse"):
+                raise ValidationFailed("SAMLRequest or SAMLResponse missing")
+            done = self.call(self.spid.single_logout, tenant, "post", form=form)
+        if done["kind"] == "logout_request":
+            reply = done["reply"]
+            if reply["binding"] == "redirect":
+                return _no_store(Response("", status=302, headers={"Location": reply["url"]}))
+            return _no_store(Response(reply["html"], status=200, mimetype="text/html"))
+        return _no_store(_json({"status": done["status"], "tenant": tenant}))
+
+    # -- CIE (OpenID Connect Federation) ------------------------------------------------------------
+    @api("GET", "/v1/tenants/<tenant>/auth/cie/.well-known/openid-federation")
+    def cie_entity_configuration(self, request: Request, tenant: str) -> Response:
+        """The Comune's self-signed Entity Configuration (its client_id is .../auth/cie)."""
+        token = self.call(self.spid.cie_entity_configuration, tenant)
+        return Response(token, mimetype="application/entity-statement+jwt")
+
+    @api("GET", "/v1/tenants/<tenant>/auth/cie/login")
+    def cie_login(self, request: Request, tenant: str) -> Response:
+        level_arg = request.args.get("level")
+        if level_arg is not None and level_arg not in {"1", "2", "3"}:
+            raise ValidationFailed("level must be 1, 2 or 3")
+        started = self.call(self.spid.start_cie_login, tenant, level=int(level_arg) if level_arg else None,
+                            return_url=request.args.get("return_url"))
+        return _no_store(Response("", status=302, headers={"Location": started["url"]}))
+
+    @api("GET", "/v1/tenants/<tenant>/auth/cie/callback")
+    def cie_callback(self, request: Request, tenant: str) -> Response:
+        """The redirect_uri: the OP sends the browser back with `code` (or `error`) and `state`."""
+        state = request.args.get("state", "")
+        if not state or len(state) > 128:
+            raise ValidationFailed("state missing or too long")
+        if not request.args.get("code") and not request.args.get("error"):
+            raise ValidationFailed("code or error missing")
+        done = self.call(self.spid.complete_cie_login, tenant, state, code=request.args.get("code"),
+                         error=request.args.get("error"), issuer=request.args.get("iss"))
+        if done.get("return_url"):
+            location = f"{done['return_url']}{'&' if '?' in done['return_url'] else '?'}{urlencode({'code': done['code']})}"  # noqa: E501
+            return _no_store(Response("", status=303, headers={"Location": location}))
+        return _no_store(_json({"code": done["code"], "expires_in": done["expires_in"]}))

@@ -21,6 +21,7 @@ BACK_OFFICE = ("operator", "admin")
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_CAMPAIGN_BYTES = 8 * 1024 * 1024  # a city's worth of fiscal codes
 MESSAGE_FIELDS = ("fiscal_code", "subject", "markdown", "io_service", "due_date", "payment_data", "idempotency_key")
+RESOLUTION_FIELDS = ("action", "io_message_id", "confirm")
 CAMPAIGN_FIELDS = ("name", "subject", "markdown", "fiscal_codes", "csv", "io_service", "idempotency_key")
 
 
@@ -76,6 +77,29 @@ class MessageRoutes:
         response = _json(created, 202)
         response.headers["Location"] = f"/v1/tenants/{tenant}/messages/{created['message_id']}"
         return response
+
+    @api("GET", "/v1/tenants/<tenant>/messages")
+    def list_io_messages(self, request: Request, tenant: str) -> Response:
+        self._back_office(request, tenant)
+        found = self.call(self.appio.list_messages, tenant, state=request.args.get("state") or None,
+                          campaign_id=request.args.get("campaign_id") or None, offset=_int(request, "offset", 0),
+                          limit=_int(request, "limit", 100))
+        return _json({"items": found})
+
+    @api("POST", "/v1/tenants/<tenant>/messages/<message_id>/resolution")
+    def resolve_io_message(self, request: Request, tenant: str, message_id: str) -> Response:
+        """An operator settles an `in_doubt` message: mark it sent (IO confirms the id) or resend it."""
+        principal = self._back_office(request, tenant)
+        payload = _body(request, MAX_MESSAGE_BYTES, RESOLUTION_FIELDS)
+        if payload.get("action") not in ("mark_sent", "resend"):
+            raise ValidationFailed("action: mark_sent or resend")
+        if "io_message_id" in payload and not isinstance(payload["io_message_id"], str):
+            raise ValidationFailed("io_message_id: a string")
+        if "confirm" in payload and not isinstance(payload["confirm"], bool):
+            raise ValidationFailed("confirm: true or false")
+        return _json(self.call(self.appio.resolve_in_doubt, tenant, message_id, payload["action"],
+                               principal.subject, io_message_id=payload.get("io_message_id"),
+                               confirm=payload.get("confirm", False)))
 
     @api("GET", "/v1/tenants/<tenant>/messages/<message_id>")
     def get_io_message(self, request: Request, tenant: str, message_id: str) -> Response:

@@ -15,11 +15,17 @@ from typing import Any
 from werkzeug.wrappers import Request, Response
 
 import services.pagopa.domain.errors  # noqa: F401 - pagopa's errors arrive typed over RPC
+from gateway.errors import UpstreamTimeout
 from gateway.http import api
+from services.pagopa.domain.campaign_csv import MAX_BYTES as MAX_CAMPAIGN_BYTES
+from services.pagopa.domain.nodo import MAX_MESSAGE_BYTES
+from sportello.edge.rpc import call_with_deadline
 from sportello.errors import Forbidden, ValidationFailed
 from sportello.tokens import Principal, Role
 
 MAX_JSON_BYTES = 64 * 1024
+# a city-size CSV (33,000 rows) is validated and stored in a few seconds; more than the usual deadline
+CAMPAIGN_UPLOAD_SECONDS = 120.0
 BACK_OFFICE: tuple[Role, ...] = ("operator", "admin")
 FILTERS = ("status", "debtor_fiscal_code", "purpose", "campaign_id")
 
@@ -31,6 +37,20 @@ def _json(body: Any, status: int = 200) -> Response:
 def _pdf(encoded: str, filename: str) -> Response:
     return Response(base64.b64decode(encoded), mimetype="application/pdf",
                     headers={"Content-Disposition": f'inline; filename="{filename}"', "Cache-Control": "no-store"})
+
+
+def _json_body(request: Request) -> dict[str, Any]:
+    if (request.content_length or 0) > MAX_JSON_BYTES:
+        raise ValidationFailed("request body too large")
+    if request.mimetype != "application/json":
+        raise ValidationFailed("send application/json")
+    try:
+        payload = json.loads(request.get_data(as_text=True) or "null")
+    except ValueError:
+        raise ValidationFailed("body is not valid JSON") from None
+    if not isinstance(payload, dict):
+        raise ValidationFailed("body must be a JSON object")
+    return payload
 
 
 def _int(request: Request, name: str, default: int) -> int:
@@ -53,6 +73,7 @@ class PaymentRoutes:
     call: Any
     authenticate: Any
     pagopa: Any
+    settings: Any
 
     def _principal(self, request: Request, tenant: str, *roles: Role) -> Principal:
         principal: Principal = self.authenticate(request, *roles)
@@ -118,5 +139,67 @@ class PaymentRoutes:
     def payment_notices(self, request: Request, tenant: str) -> Response:
         self._principal(request, tenant, *BACK_OFFICE)
         encoded = self.call(self.pagopa.notices_pdf, tenant, campaign_id=request.args.get("campaign_id"),
-                            status=request.args.get("status", "published"), limit=_int(request, "limit", 500))
+                            status=request.args.get("status", "published"), limit=_int(request, "limit", 500),
+                            offset=_int(request, "offset", 0))
         return _pdf(encoded, "avvisi.pdf")
+
+    @api("POST", "/v1/tenants/<tenant>/payments/positions/<position_id>/checkout")
+    def start_payment_checkout(self, request: Request, tenant: str, position_id: str) -> Response:
+        """Start paying online: a pagoPA Checkout cart for the position; the portal redirects the
+        citizen to `redirect_url`. A citizen only for his own positions."""
+        principal = self._principal(request, tenant)
+        payload = _json_body(request)
+        urls = payload.get("return_urls")
+        email = payload.get("email")
+        if email is not None and not isinstance(email, str):
+            raise ValidationFailed("email must be a string")
+        started = self.call(self.pagopa.start_payment, tenant, position_id, urls, self._own_filter(principal), email)
+        return _json(started)
+
+    @api("POST", "/v1/tenants/<tenant>/payments/campaigns")
+    def upload_payment_campaign(self, request: Request, tenant: str) -> Response:
+        """A CSV of positions (e.g. the yearly TARI), `text/csv`, the campaign's name in `?name=`.
+        Every row is validated and stored (per-row errors in the answer); the positions are then
+        created in the background — follow the campaign's progress and report."""
+        self._principal(request, tenant, *BACK_OFFICE)
+        if (request.content_length or 0) > MAX_CAMPAIGN_BYTES:
+            raise ValidationFailed("the CSV is too large")
+        if request.mimetype not in ("text/csv", "text/plain", "application/csv"):
+            raise ValidationFailed("send the campaign as text/csv")
+        try:
+            text = request.get_data(cache=False).decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise ValidationFailed("the CSV must be UTF-8 text") from None
+        created = call_with_deadline(self.pagopa.upload_campaign, tenant, request.args.get("name", ""), text,
+                                     timeout=max(CAMPAIGN_UPLOAD_SECONDS, self.settings.rpc_timeout_seconds),
+                                     on_timeout=UpstreamTimeout("the pagopa service did not answer in time"))
+        response = _json(created, 201)
+        response.headers["Location"] = f"/v1/tenants/{tenant}/payments/campaigns/{created['campaign_id']}"
+        return response
+
+    @api("GET", "/v1/tenants/<tenant>/payments/campaigns/<campaign_id>")
+    def payment_campaign_progress(self, request: Request, tenant: str, campaign_id: str) -> Response:
+        self._principal(request, tenant, *BACK_OFFICE)
+        return _json(self.call(self.pagopa.campaign_progress, tenant, campaign_id))
+
+    @api("GET", "/v1/tenants/<tenant>/payments/campaigns/<campaign_id>/report")
+    def payment_campaign_report(self, request: Request, tenant: str, campaign_id: str) -> Response:
+        self._principal(request, tenant, *BACK_OFFICE)
+        return _json(self.call(self.pagopa.campaign_report, tenant, campaign_id, request.args.get("status") or None,
+                               _int(request, "offset", 0), _int(request, "limit", 1000)))
+
+    @api("POST", "/v1/pagopa/paForNode")
+    def pagopa_station(self, request: Request) -> Response:
+        """The creditor-institution station the Nodo calls (SOAP 1.1, paForNode.wsdl); forwarded as it
+        is to the pagopa service, which finds the Comune by idPA (docs/adr/0006). Not a JWT route: the
+        Nodo is authenticated at the ingress (mutual TLS / pagoPA's addresses), and every message is
+        checked against the Comune's idPA, idBrokerPA and idStation. Business errors are SOAP replies
+        with PAA_* faults (HTTP 200); a body that is no paForNode request is a 400 problem."""
+        if (request.content_length or 0) > MAX_MESSAGE_BYTES:
+            raise ValidationFailed("message too large")
+        try:
+            message = request.get_data(cache=False).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValidationFailed("message is not UTF-8") from None
+        reply = self.call(self.pagopa.nodo_station, message)
+        return Response(reply, mimetype="text/xml", headers={"Cache-Control": "no-store"})

@@ -53,6 +53,17 @@ def _optional_int(data: dict[str, Any], name: str) -> int | None:
     return value
 
 
+def _requester(data: dict[str, Any]) -> dict[str, str] | None:
+    """At the counter: the person asking, when not the subject ({fiscal_code, surname, name})."""
+    value = data.get("requester")
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(isinstance(value.get(k), str) for k in ("fiscal_code", "surname",
+                                                                                     "name")):
+        raise ValidationFailed("requester must be {fiscal_code, surname, name}")
+    return {k: value[k] for k in ("fiscal_code", "surname", "name")}
+
+
 class RegistryRoutes:
     """Mixin of GatewayService (uses its `call`, `authenticate` and `anpr` proxy)."""
 
@@ -115,7 +126,7 @@ class RegistryRoutes:
                            exemption=_optional_int(data, "exemption"),
                            exemption_description=data.get("exemption_description"),
                            subject=str(data.get("fiscal_code") or ""), at_counter=True,
-                           reason=str(data.get("reason") or "") or None)
+                           reason=str(data.get("reason") or "") or None, requester=_requester(data))
         return _json(result, 202 if result["status"] == "awaiting_payment" else 201)
 
     @api("GET", "/v1/tenants/<tenant>/registry/audit")
@@ -126,6 +137,12 @@ class RegistryRoutes:
     @api("GET", "/v1/public/tenants/<tenant>/certificates/verify/<code>")
     def verify_code(self, request: Request, tenant: str, code: str) -> Response:
         return _json(self.call(self.anpr.verify_certificate, tenant, code))
+
+    @api("GET", "/v1/public/tenants/<tenant>/certificates/verify/<code>/qr")
+    def verification_qr(self, request: Request, tenant: str, code: str) -> Response:
+        """The QR code to print on or beside the certificate: it opens the public verification."""
+        answer = self.call(self.anpr.verification_qr, tenant, code)
+        return Response(answer["svg"], mimetype="image/svg+xml", headers={"Cache-Control": "public, max-age=86400"})
 
     @api("POST", "/v1/public/tenants/<tenant>/certificates/verify")
     def verify_document(self, request: Request, tenant: str) -> Response:

@@ -12,6 +12,8 @@ GovWay does and answered with its kind of problem+json:
   numeric, increasing; a repeated id returns the earlier answer), a mandatory `motivoRichiesta`.
 SOAP (`POST /anpr/ws6001`): `Richiesta6001` decoded with the XSDs, `Risposta6001` encoded with them,
 the certificate as a PDF with its QR code.
+Test controls (not ANPR's): `POST|DELETE /_faults` (see sandbox/pdnd/faults.py), `GET /_calls` (requests
+that reached the e-services, per e-service).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import json
 import threading
 import time
 import uuid
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -93,7 +96,9 @@ class AnprTwin:
         self._c001_answers: dict[tuple[str, str], tuple[int, str]] = {}
         self._seen_jti: dict[str, float] = {}
         self._protocol = 0
-        self.calls: list[dict[str, Any]] = []  # what arrived (for tests: proves what our client sent)
+        # what arrived (for tests: proves what our client sent); bounded, a sandbox runs for days
+        self.calls: deque[dict[str, Any]] = deque(maxlen=1000)
+        self.call_counts: Counter[str] = Counter()
 
     @classmethod
     def from_tenants(cls, tenants: TenantRegistry, **kwargs: Any) -> AnprTwin:
@@ -105,6 +110,11 @@ class AnprTwin:
             consumers[tenant.pdnd.client_id] = Consumer(tenant.pdnd.client_id, {tenant.pdnd.key_id: public})
         return cls(consumers, **kwargs)
 
+    def _record(self, call: dict[str, Any]) -> None:
+        with self._lock:
+            self.calls.append(call)
+            self.call_counts[call["eservice"]] += 1
+
     # -- WSGI --------------------------------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         return self.dispatch(Request(environ))(environ, start_response)
@@ -113,6 +123,10 @@ class AnprTwin:
         path = request.path
         if path.rstrip("/") == "/_faults":
             return self.faults.control(request)
+        if path.rstrip("/") == "/_calls":  # test control: what arrived, per e-service (proves refusals stayed home)
+            with self._lock:
+                counts = dict(self.call_counts)
+            return Response(json.dumps({"calls": counts}), mimetype="application/json")
         if path.rstrip("/") == WS6001_PATH:
             fault = self.faults.take()
             return Faults.respond(fault) if fault else self.ws6001(request)
@@ -246,7 +260,7 @@ class AnprTwin:
             body = json.loads(request.get_data())
         except ValueError:
             return _ko(400, "EN001", "richiesta non valida: JSON non leggibile")
-        self.calls.append({"eservice": entry.code, "body": body, "headers": dict(request.headers)})
+        self._record({"eservice": entry.code, "body": body, "headers": dict(request.headers)})
         if not isinstance(body, dict):
             return _ko(400, "EN001", "richiesta non valida")
         operation = str(body.get("idOperazioneClient") or "")
@@ -306,7 +320,10 @@ class AnprTwin:
                                                             "siglaProvinciaIstat": "CR"},
                                                  "toponimo": {"specie": person.street_kind,
                                                               "denominazioneToponimo": person.street},
-                                                 "numeroCivico": {"numero": str(person.number)}}}]}
+                                                 "numeroCivico": {"numero": str(person.number)}}}],
+                    # the twin tells the subject's certifiability (WS 6001's soggettoCertificabile)
+                    "infoSoggettoEnte": [{"id": "1", "chiave": "soggettoCertificabile",
+                                          "valoreTesto": str(person.certifiability)}]}
         declared = (body.get("verifica") or {}).get("generalita") or {}
         actual = self._generalita(person)
         info = []
@@ -333,7 +350,7 @@ class AnprTwin:
         except (xmlschema.XMLSchemaValidationError, Exception) as exc:  # noqa: BLE001 - any bad input: a fault
             reason = getattr(exc, "reason", None) or type(exc).__name__
             return self._soap_fault(f"Richiesta6001 non valida: {reason}"[:300])
-        self.calls.append({"eservice": "6001", "body": order})
+        self._record({"eservice": "6001", "body": order})
         head = order["testataRichiesta"]
         controls = order["datiControllo"]
         subject = order["soggettoIntestatario"]["generalita"]

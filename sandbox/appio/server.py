@@ -64,6 +64,7 @@ class Faults:
     retry_after: float = 1.0
     timeout_seconds: float = 15.0
     seed: int | None = None
+    fiscal_codes: frozenset[str] = frozenset()  # when given, only requests about these citizens fail
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Faults:
@@ -76,12 +77,14 @@ class Faults:
             raise Invalid(f"operations are {', '.join(OPERATIONS)}")
         return cls(rates=rates, next=forced, latency_ms=float(data.get("latency_ms", 0)), operations=operations,
                    retry_after=float(data.get("retry_after", 1.0)),
-                   timeout_seconds=float(data.get("timeout_seconds", 15.0)), seed=data.get("seed"))
+                   timeout_seconds=float(data.get("timeout_seconds", 15.0)), seed=data.get("seed"),
+                   fiscal_codes=frozenset(str(x) for x in data.get("fiscal_codes") or []))
 
     def as_json(self) -> dict[str, Any]:
         return {"rates": self.rates, "next": self.next, "latency_ms": self.latency_ms,
                 "operations": list(self.operations), "retry_after": self.retry_after,
-                "timeout_seconds": self.timeout_seconds, "seed": self.seed}
+                "timeout_seconds": self.timeout_seconds, "seed": self.seed,
+                "fiscal_codes": sorted(self.fiscal_codes)}
 
 
 @dataclass
@@ -155,10 +158,12 @@ class TwinState:
             stats.throttled += 1
             return max(0.1, stats.arrivals[-self.rate_limit] + self.window - now)
 
-    def draw_fault(self, operation: str) -> str | None:
+    def draw_fault(self, operation: str, fiscal_code: str | None = None) -> str | None:
         with self.lock:
             faults = self.faults
             if operation not in faults.operations:
+                return None
+            if faults.fiscal_codes and fiscal_code not in faults.fiscal_codes:
                 return None
             kind: str | None
             if faults.next:
@@ -263,14 +268,15 @@ class IOTwin:
         return response(environ, start_response)  # type: ignore[no-any-return]
 
     # -- the API ----------------------------------------------------------------------------
-    def _guard(self, request: Request, operation: str) -> tuple[ServiceKey | None, Response | None, str | None]:
+    def _guard(self, request: Request, operation: str,
+               fiscal_code: str | None = None) -> tuple[ServiceKey | None, Response | None, str | None]:
         key = self.state.key(request.headers.get(KEY_HEADER))
         if key is None:
             return None, Response(status=401), None
         wait = self.state.admit(key.label)
         if wait is not None:
             return key, Response(status=429, headers={"Retry-After": str(max(1, round(wait + 0.49)))}), None
-        fault = self.state.draw_fault(operation)
+        fault = self.state.draw_fault(operation, fiscal_code)
         latency = self.state.faults.latency_ms
         if latency:
             self.sleep(latency / 1000)
@@ -290,8 +296,20 @@ class IOTwin:
         except ValueError:
             raise Invalid("body: not valid JSON") from None
 
-    def _profile(self, request: Request, fiscal_code_source: Callable[[], Any]) -> Response:
-        _key, stop, fault = self._guard(request, "profile")
+    def _about(self, request: Request, path_fiscal_code: str | None) -> str | None:
+        """Whom a request is about (for faults aimed at some citizens); None when unreadable."""
+        if path_fiscal_code is not None:
+            return path_fiscal_code
+        try:
+            body = self._body(request)
+        except Invalid:
+            return None
+        value = body.get("fiscal_code") if isinstance(body, dict) else None
+        return value if isinstance(value, str) else None
+
+    def _profile(self, request: Request, fiscal_code_source: Callable[[], Any],
+                 path_fiscal_code: str | None = None) -> Response:
+        _key, stop, fault = self._guard(request, "profile", self._about(request, path_fiscal_code))
         if stop is not None:
             return stop
         try:
@@ -314,10 +332,10 @@ class IOTwin:
         return self._profile(request, source)
 
     def profile_by_path(self, request: Request, fiscal_code: str) -> Response:
-        return self._profile(request, lambda: fiscal_code)
+        return self._profile(request, lambda: fiscal_code, fiscal_code)
 
     def _submit(self, request: Request, path_fiscal_code: str | None) -> Response:
-        key, stop, fault = self._guard(request, "submit")
+        key, stop, fault = self._guard(request, "submit", self._about(request, path_fiscal_code))
         if stop is not None:
             return stop
         assert key is not None
@@ -356,7 +374,7 @@ class IOTwin:
         return self._submit(request, fiscal_code)
 
     def get_message(self, request: Request, fiscal_code: str, message_id: str) -> Response:
-        key, stop, fault = self._guard(request, "status")
+        key, stop, fault = self._guard(request, "status", fiscal_code)
         if stop is not None:
             return stop
         assert key is not None

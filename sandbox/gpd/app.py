@@ -29,6 +29,7 @@ from werkzeug.wrappers import Request, Response
 
 V1 = "/gpd/debt-positions-service/v1"
 V2 = "/gpd/debt-positions-service/v2"
+RECEIPTS = "/gpd/payments-receipts-service/v1"
 LIMIT = 100
 WINDOW_SECONDS = 10.0
 _IBAN = re.compile(r"^[A-Za-z0-9]{1,35}$")
@@ -168,6 +169,8 @@ class GpdTwin:
                  methods=["POST"]),
             Rule(f"{V2}/organizations/<org>/debtpositions", endpoint="create_many", methods=["POST"]),
             Rule(f"{V2}/organizations/<org>/debtpositions", endpoint="delete_many", methods=["DELETE"]),
+            Rule(f"{RECEIPTS}/payments/<org>/receipts", endpoint="receipts", methods=["GET"]),
+            Rule(f"{RECEIPTS}/payments/<org>/receipts/<iuv>", endpoint="receipt", methods=["GET"]),
             Rule("/__twin/faults", endpoint="twin_faults", methods=["POST"]),
             Rule("/__twin/requests", endpoint="twin_requests", methods=["GET"]),
             Rule("/__twin/reset", endpoint="twin_reset", methods=["POST"]),
@@ -179,6 +182,7 @@ class GpdTwin:
     def reset(self) -> None:
         with self.lock:
             self.positions: dict[str, dict[str, dict[str, Any]]] = {}
+            self.receipts: dict[str, dict[str, dict[str, Any]]] = {}  # org -> iuv -> {xml, summary}
             self.received: Counter[str] = Counter()
             self.statuses: Counter[str] = Counter()
             self.faults: dict[str, Any] = {}
@@ -442,6 +446,10 @@ class GpdTwin:
             return self._json({"positions": [self._base_response(p) for p in self.positions.get(org, {}).values()]})
 
     def twin_pay(self, request: Request, org: str, nav: str) -> Response:
+        """A citizen paid: the position becomes PAID and its receipt is listed by the receipts API —
+        the one the Nodo twin sent (`{"receipt_xml": ...}`, same receipt id on both paths) or one made here."""
+        body = self._body(request) if request.get_data() else None
+        given = body.get("receipt_xml") if isinstance(body, dict) else None
         with self.lock:
             for stored in self.positions.get(org, {}).values():
                 for option in stored["paymentOption"]:
@@ -451,5 +459,69 @@ class GpdTwin:
                         stored["status"] = "PAID"
                         option["status"] = "PO_PAID"
                         stored["paymentDate"] = option["paymentDate"] = self._now()
+                        xml = given or _receipt_for(org, stored, option)
+                        self.receipts.setdefault(org, {})[option["iuv"]] = {
+                            "xml": xml, "summary": {
+                                "organizationFiscalCode": org, "iuv": option["iuv"], "debtor": stored["fiscalCode"],
+                                "paymentAmount": option["amount"], "paymentDateTime": option["paymentDate"],
+                                "pspCompanyName": "PSP Sandbox"}}
                         return self._json(self._base_response(stored))
         return _problem(404, "Not Found", "no payment option with this notice number")
+
+    # -- GPD receipts API (gpd_payments.json) -------------------------------------------------------
+    def op_receipts(self, request: Request, org: str) -> Response:
+        try:
+            page, size = int(request.args.get("pageNum", 0)), int(request.args.get("pageSize", 20))
+        except ValueError:
+            return _problem(400, "BAD REQUEST", "pageNum and pageSize are integers")
+        if page < 0 or not 1 <= size <= 100:
+            return _problem(400, "BAD REQUEST", "pageNum >= 0, pageSize 1-100")
+        since, until = request.args.get("from"), request.args.get("to")
+        with self.lock:
+            items = [r["summary"] for r in self.receipts.get(org, {}).values()
+                     if (not since or r["summary"]["paymentDateTime"][:10] >= since[:10])
+                     and (not until or r["summary"]["paymentDateTime"][:10] <= until[:10])]
+        if not items:
+            return _problem(404, "Not Found", "no receipts found")
+        chunk = items[page * size:(page + 1) * size]
+        return self._json({"currentPageNumber": page, "length": len(chunk),
+                           "totalPages": max(1, -(-len(items) // size)), "results": chunk})
+
+    def op_receipt(self, request: Request, org: str, iuv: str) -> Response:
+        with self.lock:
+            found = self.receipts.get(org, {}).get(iuv)
+        if found is None:
+            return _problem(404, "Not Found", "no receipt for this IUV")
+        return Response(found["xml"], status=200, mimetype="application/xml")
+
+
+def _receipt_for(org: str, stored: dict[str, Any], option: dict[str, Any]) -> str:
+    """A paSendRTV2 receipt for a position paid at the twin (no Nodo involved)."""
+    import uuid
+    from decimal import Decimal
+
+    from sandbox.nodo.app import receipt_document, receipt_xml
+
+    def euros(cents: int) -> Decimal:
+        return (Decimal(cents) / 100).quantize(Decimal("0.01"))
+
+    transfers = []
+    for t in option["transfer"]:
+        item: dict[str, Any] = {"idTransfer": int(t["idTransfer"]), "transferAmount": euros(t["amount"]),
+                                "fiscalCodePA": org, "remittanceInformation": t["remittanceInformation"],
+                                "transferCategory": t["category"]}
+        if t.get("iban"):
+            item["IBAN"] = t["iban"]
+        transfers.append(item)
+    payment = {
+        "creditorReferenceId": option["iuv"], "paymentAmount": euros(option["amount"]),
+        "description": option["description"], "companyName": stored["companyName"],
+        "debtor": {"uniqueIdentifier": {"entityUniqueIdentifierType": stored["type"],
+                                        "entityUniqueIdentifierValue": stored["fiscalCode"]},
+                   "fullName": stored["fullName"][:70]},
+        "transferList": {"transfer": transfers},
+    }
+    document = receipt_document(addressing={"idPA": org, "idBrokerPA": org, "idStation": f"{org}_01"},
+                                notice_number=option["nav"], fiscal_code=org, payment=payment,
+                                receipt_id=uuid.uuid4().hex)
+    return receipt_xml(document)

@@ -73,8 +73,17 @@ def idp_metadata(idp: Idp) -> bytes:
     return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
 
 
-def sp_certificates(sp_metadata: bytes) -> tuple[str, dict[str, str], list[str]]:
-    """(entity id, ACS index -> URL, signing certificates) of a registered SP."""
+@dataclass(frozen=True)
+class RegisteredSp:
+    """What the twin knows of an SP from its signed metadata."""
+
+    entity_id: str
+    acs: dict[str, str]  # index -> URL
+    slo: dict[str, str]  # binding -> URL
+    certs: list[str]
+
+
+def registered_sp(sp_metadata: bytes) -> RegisteredSp:
     root = parse(sp_metadata)
     desc = root.find(f"{MD}SPSSODescriptor")
     if desc is None:
@@ -82,7 +91,47 @@ def sp_certificates(sp_metadata: bytes) -> tuple[str, dict[str, str], list[str]]
     certs = [cert_to_pem(c.text or "") for c in desc.iter("{" + NS["ds"] + "}X509Certificate")]
     verify(root, certs, "SP metadata")
     acs = {a.get("index", ""): a.get("Location", "") for a in desc.findall(f"{MD}AssertionConsumerService")}
-    return root.get("entityID", ""), acs, certs
+    slo = {s.get("Binding", ""): s.get("Location", "") for s in desc.findall(f"{MD}SingleLogoutService")}
+    return RegisteredSp(root.get("entityID", ""), acs, slo, certs)
+
+
+def sp_certificates(sp_metadata: bytes) -> tuple[str, dict[str, str], list[str]]:
+    """(entity id, ACS index -> URL, signing certificates) of a registered SP."""
+    sp = registered_sp(sp_metadata)
+    return sp.entity_id, sp.acs, sp.certs
+
+
+def logout_request(idp: Idp, *, destination: str, name_id: str, session_index: str,
+                   now: dt.datetime) -> etree._Element:
+    """An IdP-initiated LogoutRequest (unsigned; `authn.encode` signs it for its binding)."""
+    root = etree.Element(f"{SAMLP}LogoutRequest", nsmap={"samlp": NS["samlp"], "saml": NS["saml"]},
+                         ID=saml.new_id(), Version="2.0", IssueInstant=saml.instant(now), Destination=destination,
+                         NotOnOrAfter=saml.instant(now + dt.timedelta(minutes=5)))
+    etree.SubElement(root, f"{SAML}Issuer", Format=saml.NAMEID_ENTITY, NameQualifier=idp.entity_id).text = idp.entity_id
+    etree.SubElement(root, f"{SAML}NameID", Format=saml.NAMEID_TRANSIENT, NameQualifier=idp.entity_id).text = name_id
+    etree.SubElement(root, f"{SAMLP}SessionIndex").text = session_index
+    return root
+
+
+def logout_response(idp: Idp, *, destination: str, in_response_to: str, now: dt.datetime,
+                    status: str = saml.STATUS_SUCCESS) -> etree._Element:
+    """The IdP's LogoutResponse to an SP's LogoutRequest (unsigned; `authn.encode` signs it)."""
+    root = etree.Element(f"{SAMLP}LogoutResponse", nsmap={"samlp": NS["samlp"], "saml": NS["saml"]},
+                         ID=saml.new_id(), Version="2.0", IssueInstant=saml.instant(now), Destination=destination,
+                         InResponseTo=in_response_to)
+    etree.SubElement(root, f"{SAML}Issuer", Format=saml.NAMEID_ENTITY, NameQualifier=idp.entity_id).text = idp.entity_id
+    etree.SubElement(etree.SubElement(root, f"{SAMLP}Status"), f"{SAMLP}StatusCode", Value=status)
+    return root
+
+
+def issued_session(response_b64: str) -> tuple[str, str] | None:
+    """(NameID, SessionIndex) of a successful Response the twin issued, for a later logout."""
+    root = parse(base64.b64decode(response_b64))
+    name_id = root.findtext(f"{SAML}Assertion/{SAML}Subject/{SAML}NameID")
+    statement = root.find(f"{SAML}Assertion/{SAML}AuthnStatement")
+    if not name_id or statement is None:
+        return None
+    return name_id, statement.get("SessionIndex", "")
 
 
 def read_redirect(query: str, sp_certs: list[str]) -> ReadRequest:

@@ -21,7 +21,13 @@ from sqlalchemy.orm import Session
 from services.anpr import models
 from services.anpr.domain import certificates as catalogue
 from services.anpr.domain import eservices
-from services.anpr.domain.errors import AnprRefused, NotCertifiable, QuotaExhausted, ResidentNotFound
+from services.anpr.domain.errors import (
+    AnprRefused,
+    IssueInProgress,
+    NotCertifiable,
+    QuotaExhausted,
+    ResidentNotFound,
+)
 from services.anpr.domain.modi import AuditContext
 from services.anpr.domain.ws6001 import CertificateOrder, Person
 from services.anpr.ports import CertificateAuthority, ResidentRegistry
@@ -39,6 +45,9 @@ CERTIFICATE_VALIDITY = timedelta(days=183)  # registry certificates are valid si
 PAYMENT_CONSUMER = "anpr.on_payment_completed"
 STAMP_PURPOSE = "certificate_stamp_duty"
 CERTIFICATE_IO_SERVICE = "anagrafe"
+# How long one worker may hold a request while it obtains the certificate from ANPR: a duplicate
+# delivery of the payment meanwhile is retried later instead of asking ANPR a second time.
+ISSUE_LEASE = timedelta(minutes=2)
 
 
 def pseudonym(tenant: str, fiscal_code: str) -> str:
@@ -140,24 +149,43 @@ class AnprApplication:
     def request_certificate(self, tenant_id: str, requester: Actor, *, certificate_type: int,
                             subject: str | None = None, exemption: int | None = None,
                             exemption_description: str | None = None, at_counter: bool = False,
-                            reason: str | None = None) -> dict[str, Any]:
-        """Start a request: check the subject in ANPR, then ask for the stamp duty or issue at once."""
+                            reason: str | None = None,
+                            on_behalf_of: Person | dict[str, Any] | None = None) -> dict[str, Any]:
+        """Start a request: check the subject in ANPR, then ask for the stamp duty or issue at once.
+
+        At the counter the person asking is the subject, unless `on_behalf_of` names someone else
+        (ANPR then gets them as `generalitaRichiedente`, `tipoRichiedente` 1).
+        """
         tenant = self.tenants.get(tenant_id)
         holder = _fiscal_code(subject or requester.fiscal_code)
         for_self = holder == requester.fiscal_code
         catalogue.check_requester(certificate_type, for_self=for_self, at_counter=at_counter)
+        if on_behalf_of is not None:
+            if not at_counter:
+                raise ValidationFailed("a requester other than the subject is stated at the counter only")
+            stated: Person | None = _person(on_behalf_of)
+            if stated is not None and stated.fiscal_code == holder:
+                stated = None  # the subject themself
+        else:
+            stated = None
         duty = catalogue.stamp_duty(exemption, exemption_description)
         request_id = str(uuid.uuid4())
         reason_text = (reason or f"richiesta certificato {request_id}")
         resident = eservices.parse_c001(self._call(
             tenant, "C001", requester, holder, reason_text, channel="counter" if at_counter else "online",
             reference=request_id))
+        if resident.certifiability is not None:
+            # before anyone pays for a certificate ANPR will not issue
+            catalogue.check_certifiable(certificate_type, resident.certifiability, at_counter=at_counter)
+        asking = stated.fiscal_code if stated else (holder if at_counter else requester.fiscal_code)
         now = self.clock()
         with self.db.transaction() as session:
             seq = session.execute(select(func.count()).select_from(models.certificate_requests)).scalar() or 0
             session.execute(insert(models.certificate_requests).values(
                 # at the counter the citizen asking is the subject; the operator is recorded apart
-            id=request_id, tenant=tenant.id, requester=holder if at_counter else requester.fiscal_code, subject=holder,
+            id=request_id, tenant=tenant.id, requester=asking, subject=holder,
+                requester_surname=stated.surname if stated else None,
+                requester_name=stated.name if stated else None,
                 subject_surname=resident.surname, subject_name=resident.name, certificate_type=certificate_type,
                 channel="counter" if at_counter else "online",
                 operator=requester.fiscal_code if at_counter else None, stamp_duty_cents=duty.amount_cents,
@@ -190,7 +218,32 @@ class AnprApplication:
             with self.db.transaction() as session:
                 claim(session, PAYMENT_CONSUMER, event)
             return
-        self._issue(tenant, payment.reference, event)
+        if not self._take_lease(tenant.id, payment.reference):
+            raise IssueInProgress("another worker is obtaining this certificate; retried later")
+        try:
+            self._issue(tenant, payment.reference, event)
+        except Exception:
+            self._release_lease(tenant.id, payment.reference)  # the retry must not wait for the lease
+            raise
+
+    def _take_lease(self, tenant_id: str, request_id: str) -> bool:
+        """Mark the request `issuing` unless another worker holds it (a live lease): one ANPR call per request."""
+        now = self.clock()
+        table = models.certificate_requests
+        with self.db.transaction() as session:
+            taken: Any = session.execute(update(table).where(
+                table.c.id == request_id, table.c.tenant == tenant_id,
+                (table.c.status == "awaiting_payment")
+                | ((table.c.status == "issuing") & (table.c.updated_at < now - ISSUE_LEASE)))
+                .values(status="issuing", updated_at=now))
+            return bool(taken.rowcount)
+
+    def _release_lease(self, tenant_id: str, request_id: str) -> None:
+        table = models.certificate_requests
+        with self.db.transaction() as session:
+            session.execute(update(table).where(table.c.id == request_id, table.c.tenant == tenant_id,
+                                                table.c.status == "issuing")
+                            .values(status="awaiting_payment", updated_at=self.clock()))
 
     def _issue(self, tenant: Tenant, request_id: str, event: Envelope[Any] | None) -> None:
         assert tenant.pdnd is not None
@@ -201,7 +254,9 @@ class AnprApplication:
             operation_id=f"S{row['operation_seq']}{uuid.UUID(request_id).hex[:12]}",
             istat_code=tenant.istat_code, certificate_type=row["certificate_type"],
             subject=Person(row["subject"], row["subject_surname"], row["subject_name"]),
-            requester=None,  # online only for oneself; at the counter the subject is the one asking
+            # online only for oneself; at the counter someone else may ask (generalitaRichiedente)
+            requester=Person(row["requester"], row["requester_surname"], row["requester_name"])
+            if row["requester_surname"] and row["requester"] != row["subject"] else None,
             officer_surname=tenant.pdnd.registry_officer_surname, officer_name=tenant.pdnd.registry_officer_name,
             at_counter=row["channel"] == "counter", stamp_duty_cents=row["stamp_duty_cents"],
             exemption=row["exemption"], exemption_description=row["exemption_description"],
@@ -291,6 +346,21 @@ class AnprApplication:
                 answer.update(genuine=False, valid=False, reason="the document differs from the one issued")
         return answer
 
+    def verification_qr(self, tenant_id: str, code: str) -> dict[str, str]:
+        """The verification URL of one of our certificates and its QR code (SVG, segno)."""
+        tenant = self.tenants.get(tenant_id)
+        normal = catalogue.normalise_code(code)
+        with self.db.transaction() as session:
+            known = session.execute(select(models.certificates.c.id).where(
+                models.certificates.c.verification_code == normal,
+                models.certificates.c.tenant == tenant.id)).scalar()
+        if known is None:
+            raise NotFound("no certificate with this verification code")
+        if tenant.pdnd is None or tenant.pdnd.verification_url is None:
+            raise NotFound("this Comune publishes no verification page")
+        url = f"{str(tenant.pdnd.verification_url).rstrip('/')}/{normal}"
+        return {"verification_code": normal, "url": url, "svg": catalogue.qr_svg(url)}
+
     def audit_trail(self, tenant_id: str, limit: int = 100) -> list[dict[str, Any]]:
         with self.db.transaction() as session:
             rows = session.execute(select(models.audit).filter_by(tenant=tenant_id)
@@ -305,6 +375,19 @@ def _fiscal_code(value: str) -> str:
     if len(cleaned) != 16 or not codicefiscale.is_valid(cleaned):
         raise ValidationFailed("not a valid personal fiscal code")
     return cleaned
+
+
+def _person(person: Person | dict[str, Any]) -> Person:
+    """A requester stated at the counter: a valid fiscal code and the names as on their document."""
+    if isinstance(person, dict):
+        try:
+            person = Person(str(person["fiscal_code"]), str(person["surname"]), str(person["name"]))
+        except KeyError:
+            raise ValidationFailed("the requester needs fiscal_code, surname and name") from None
+    surname, name = person.surname.strip().upper(), person.name.strip().upper()
+    if not (1 <= len(surname) <= 80 and 1 <= len(name) <= 80):
+        raise ValidationFailed("the requester's surname and name: 1 to 80 characters")
+    return Person(_fiscal_code(person.fiscal_code), surname, name)
 
 
 def _aware(value: datetime) -> datetime:

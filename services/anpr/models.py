@@ -48,6 +48,8 @@ certificate_requests = Table(
     Column("id", String(36), primary_key=True),
     Column("tenant", String(63), nullable=False, index=True),
     Column("requester", String(16), nullable=False),
+    Column("requester_surname", String(80), nullable=True),  # only when someone else asks at the counter
+    Column("requester_name", String(80), nullable=True),
     Column("subject", String(16), nullable=False),
     Column("subject_surname", String(80), nullable=False),
     Column("subject_name", String(80), nullable=False),

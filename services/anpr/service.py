@@ -46,14 +46,17 @@ class AnprService(PlatformService):
     def request_certificate(self, tenant: str, actor: dict[str, Any], certificate_type: int,
                             exemption: int | None = None, exemption_description: str | None = None,
                             subject: str | None = None, at_counter: bool = False,
-                            reason: str | None = None) -> dict[str, Any]:
+                            reason: str | None = None, requester: dict[str, Any] | None = None) -> dict[str, Any]:
+        """`requester` ({fiscal_code, surname, name}): at the counter, someone other than the subject asking."""
         self.request.bind(tenant=tenant)
         who = _actor(actor)
         if at_counter:
             require_operator(who)
+        if requester is not None and not isinstance(requester, dict):
+            raise ValidationFailed("requester must be {fiscal_code, surname, name}")
         return self.app.request_certificate(tenant, who, certificate_type=int(certificate_type), subject=subject,
                                             exemption=exemption, exemption_description=exemption_description,
-                                            at_counter=at_counter, reason=reason)
+                                            at_counter=at_counter, reason=reason, on_behalf_of=requester)
 
     @rpc
     def certificate_status(self, tenant: str, actor: dict[str, Any], request_id: str) -> dict[str, Any]:
@@ -70,6 +73,12 @@ class AnprService(PlatformService):
         self.request.bind(tenant=tenant)
         document = base64.b64decode(document_b64) if document_b64 else None
         return self.app.verify(tenant, code, document)
+
+    @rpc
+    def verification_qr(self, tenant: str, code: str) -> dict[str, str]:
+        """The QR code (SVG) of a certificate's public verification URL, for portals and printing."""
+        self.request.bind(tenant=tenant)
+        return self.app.verification_qr(tenant, code)
 
     @rpc
     def audit_trail(self, tenant: str, actor: dict[str, Any], limit: int = 100) -> list[dict[str, Any]]:

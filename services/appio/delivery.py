@@ -28,6 +28,8 @@ from services.appio.domain.errors import (
     IONotFound,
     IOOutcomeUnknown,
     IOThrottled,
+    MessageNotInDoubt,
+    NotConfirmedByIO,
 )
 from services.appio.domain.messages import MessageContent, PaymentData, normalise_fiscal_code
 from services.appio.models import campaigns, messages
@@ -170,7 +172,10 @@ def message_view(row: Any) -> dict[str, Any]:
             "io_message_id": row.io_message_id, "io_status": row.io_status, "attempts": row.attempts,
             "reference": row.reference, "campaign_id": row.campaign_id,
             "created_at": _aware(row.created_at).isoformat(),  # type: ignore[union-attr]
-            "completed_at": row.completed_at and _aware(row.completed_at).isoformat()}  # type: ignore[union-attr]
+            "completed_at": row.completed_at and _aware(row.completed_at).isoformat(),  # type: ignore[union-attr]
+            "resolution": row.resolution and {
+                "action": row.resolution, "by": row.resolved_by,
+                "at": _aware(row.resolved_at).isoformat()}}  # type: ignore[union-attr]
 
 
 def get_message(session: Session, tenant: str, message_id: str) -> dict[str, Any]:
@@ -178,6 +183,21 @@ def get_message(session: Session, tenant: str, message_id: str) -> dict[str, Any
     if row is None:
         raise NotFound(f"no message {message_id}")
     return message_view(row)
+
+
+def list_messages(session: Session, tenant: str, *, state: str | None = None, campaign_id: str | None = None,
+                  offset: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+    """The tenant's messages, newest first (e.g. those `in_doubt`, waiting for an operator)."""
+    if state is not None and state not in sm.ALL_STATES:
+        raise ValidationFailed(f"state: one of {', '.join(sm.ALL_STATES)}")
+    query = select(messages).where(messages.c.tenant == tenant)
+    if state is not None:
+        query = query.where(messages.c.state == state)
+    if campaign_id is not None:
+        query = query.where(messages.c.campaign_id == campaign_id)
+    rows = session.execute(query.order_by(messages.c.created_at.desc(), messages.c.id)
+                           .offset(offset).limit(limit)).all()
+    return [message_view(row) for row in rows]
 
 
 def campaign_progress(session: Session, tenant: str, campaign_id: str) -> dict[str, Any]:
@@ -253,6 +273,66 @@ class Deliverer:
         if resolved:
             log.warning("appio_submissions_in_doubt", count=resolved)
         return resolved
+
+    # An operator's decision on an in-doubt message (docs/adr/0007) ------------------------------
+    def resolve_in_doubt(self, tenant: str, message_id: str, *, action: str, operator: str,
+                         io_message_id: str | None = None, confirm: bool = False) -> dict[str, Any]:
+        """`mark_sent`: IO confirms it has the message under `io_message_id` (then it is followed to
+        its final status); `resend`: submitted again, only with `confirm` (the citizen may get it twice).
+        Both are conditional on the row still being `in_doubt`, so two operators cannot both act."""
+        if action not in ("mark_sent", "resend"):
+            raise ValidationFailed("action: mark_sent or resend")
+        with self.db.transaction() as session:
+            row = session.execute(select(messages).where(messages.c.tenant == tenant,
+                                                         messages.c.id == message_id)).first()
+        if row is None:
+            raise NotFound(f"no message {message_id}")
+        if row.state != sm.IN_DOUBT:
+            raise MessageNotInDoubt(f"message {message_id} is {row.state}")
+        now = self.clock()
+        audit = {"resolution": action, "resolved_by": operator[:16], "resolved_at": now}
+        if action == "resend":
+            if confirm is not True:
+                raise ValidationFailed("resend needs confirm=true: IO may already have this message, and the "
+                                       "citizen would then receive it twice")
+            values: dict[str, Any] = dict(state=sm.PENDING, attempts=0, outcome_reason=None, io_message_id=None,
+                                          io_status=None, next_attempt_at=now, submitting_at=None,
+                                          submitted_at=None, completed_at=None, lease_until=None, lease_token=None)
+            event: type[EventPayload] | None = None
+        else:
+            io_id = (io_message_id or "").strip()
+            if not 1 <= len(io_id) <= 64:
+                raise ValidationFailed("mark_sent needs io_message_id: the id IO gave the message (1-64 characters)")
+            with self.db.transaction() as session:
+                taken = session.execute(select(messages.c.id).where(
+                    messages.c.tenant == tenant, messages.c.io_message_id == io_id, messages.c.id != row.id)).first()
+            if taken is not None:
+                raise ValidationFailed("io_message_id: already the IO id of another message")
+            keys = service_keys(self.tenants.get(tenant), row.io_service)
+            try:
+                status = self.io.get_message(keys, row.recipient_fiscal_code, io_id)
+            except IONotFound:
+                raise NotConfirmedByIO("IO has no such message for this citizen from this service") from None
+            if status.status in ("FAILED", "REJECTED"):
+                raise NotConfirmedByIO(f"IO has that message as {status.status}: resend instead")
+            if status.status == "PROCESSED":
+                values = dict(state=sm.SENT, io_message_id=io_id, io_status=status.status, outcome_reason=None,
+                              completed_at=now)
+                event = MessageSent
+            else:  # accepted, not final yet: followed like any submission
+                values = dict(state=sm.SUBMITTED, io_message_id=io_id, io_status=status.status, attempts=0,
+                              outcome_reason=None, submitted_at=now, completed_at=None, next_attempt_at=now)
+                event = None
+        with self.db.transaction() as session:
+            done = session.execute(update(messages).where(messages.c.id == row.id, messages.c.state == sm.IN_DOUBT)
+                                   .values(**values, **audit))
+            if done.rowcount != 1:  # type: ignore[attr-defined]
+                raise MessageNotInDoubt(f"message {message_id} was resolved meanwhile")
+            if event is MessageSent:
+                self._emit(session, row, MessageSent, io_message_id=values["io_message_id"])
+            view = message_view(session.execute(select(messages).where(messages.c.id == row.id)).one())
+        log.info("appio_in_doubt_resolved", message_id=row.id, action=action)
+        return view
 
     # One message -------------------------------------------------------------------------------
     def process(self, message_id: str) -> str | None:

@@ -8,6 +8,7 @@ process (per key inside), and a wake-up when a new message is recorded.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import eventlet
@@ -19,8 +20,8 @@ from services.appio.adapters.io_http import IOClients, IOServicesClient
 from services.appio.config import AppIOSettings
 from services.appio.delivery import Deliverer
 from services.appio.domain.delivery import RetryPolicy
+from services.appio.limiter import SendTimeLimiter
 from sportello.edge.kernel import KernelContext, ServiceDatabase
-from sportello.ratelimit import SlidingWindowLimiter
 
 log = structlog.get_logger("appio.dispatcher")
 
@@ -33,7 +34,7 @@ class DeliveryEngine(DependencyProvider):
     def setup(self) -> None:
         self.config = AppIOSettings()
         config = self.config
-        self.limiter = SlidingWindowLimiter(config.rate_limit, config.rate_window_seconds + config.rate_margin_seconds,
+        self.limiter = SendTimeLimiter(config.rate_limit, config.rate_window_seconds + config.rate_margin_seconds,
                                             sleep=eventlet.sleep)
         self.clients = IOClients(lambda base_url: IOServicesClient(
             base_url, limiter=self.limiter, timeout=config.http_timeout_seconds,
@@ -82,8 +83,11 @@ class DeliveryEngine(DependencyProvider):
     def _loop(self) -> None:
         poll = self.config.poll_seconds
         # A process that just (re)started cannot know what its predecessor sent in the last window:
-        # waiting one window before the first call keeps a restart from exceeding IO's limit.
-        self._wake.wait(timeout=self.config.rate_window_seconds)
+        # waiting one window before the first call keeps a restart from exceeding IO's limit. A plain
+        # sleep, not a wait on `_wake`: a message recorded meanwhile must not cut the window short.
+        quiet_until = time.monotonic() + self.config.rate_window_seconds + self.config.rate_margin_seconds
+        while self._running and time.monotonic() < quiet_until:
+            eventlet.sleep(min(0.1, max(0.0, quiet_until - time.monotonic())))
         while self._running:
             self._wake.clear()
             try:

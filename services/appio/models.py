@@ -40,6 +40,9 @@ messages = Table(
     Column("submitting_at", DateTime(timezone=True), nullable=True),
     Column("submitted_at", DateTime(timezone=True), nullable=True),
     Column("completed_at", DateTime(timezone=True), nullable=True),
+    Column("resolution", String(20), nullable=True),  # an operator's decision on an in-doubt message
+    Column("resolved_by", String(16), nullable=True),
+    Column("resolved_at", DateTime(timezone=True), nullable=True),
     UniqueConstraint("tenant", "dedup_key", name="uq_appio_messages_tenant_dedup_key"),
     Index("ix_appio_messages_due", "state", "next_attempt_at"),
     Index("ix_appio_messages_campaign", "campaign_id", "state"),

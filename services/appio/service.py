@@ -110,6 +110,26 @@ class AppIOService(PlatformService):
             return delivery.get_message(session, tenant, str(message_id))
 
     @rpc
+    def list_messages(self, tenant: str, state: str | None = None, campaign_id: str | None = None,
+                      offset: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        self._tenant(tenant)
+        if int(offset) < 0 or not 1 <= int(limit) <= 1000:
+            raise ValidationFailed("offset >= 0 and 1 <= limit <= 1000")
+        with self.db.transaction() as session:
+            return delivery.list_messages(session, tenant, state=state, campaign_id=campaign_id,
+                                          offset=int(offset), limit=int(limit))
+
+    @rpc
+    def resolve_in_doubt(self, tenant: str, message_id: str, action: str, operator: str,
+                         io_message_id: str | None = None, confirm: bool = False) -> dict[str, Any]:
+        """An operator's decision on a message whose submission's outcome was lost (docs/adr/0007)."""
+        self._tenant(tenant)
+        view = self.engine.deliverer.resolve_in_doubt(tenant, str(message_id), action=action, operator=operator,
+                                                      io_message_id=io_message_id, confirm=confirm)
+        self.engine.wake()
+        return view
+
+    @rpc
     def create_campaign(self, tenant: str, name: str, subject: str, markdown: str,
                         fiscal_codes: list[str] | None = None, csv: str | None = None, io_service: str | None = None,
                         idempotency_key: str | None = None, created_by: str | None = None) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.pagopa import store
+from services.pagopa.domain.errors import NotPayable
 from services.pagopa.domain.iuv import notice_for
 from services.pagopa.domain.positions import (
     PaymentPosition,
@@ -29,7 +30,7 @@ from services.pagopa.domain.positions import (
     PositionStatus,
     stamp_duty_request,
 )
-from services.pagopa.ports import GpdPort
+from services.pagopa.ports import CartNotice, CheckoutPort, GpdPort, GpdReceiptsPort, ReturnUrls
 from sportello.contracts.anpr import StampDutyRequested
 from sportello.contracts.pagopa import (
     PaymentCompleted,
@@ -55,10 +56,13 @@ class Transactional(Protocol):
 class Positions:
     def __init__(self, database: Transactional, tenants: TenantRegistry, gpd: GpdPort, *,
                  today: Callable[[], date] = lambda: datetime.now(UTC).date(),
-                 correlation_id: str | None = None) -> None:
+                 correlation_id: str | None = None, gpd_receipts: GpdReceiptsPort | None = None,
+                 checkout: CheckoutPort | None = None) -> None:
         self.db = database
         self.tenants = tenants
         self.gpd = gpd
+        self.gpd_receipts = gpd_receipts
+        self.checkout = checkout
         self.today = today
         self.correlation_id = correlation_id
 
@@ -199,6 +203,23 @@ class Positions:
                     reference=expired.request.reference), expired)
                 count += 1
         return count
+
+    def start_payment(self, tenant_id: str, position_id: str, urls: ReturnUrls, *,
+                      debtor_fiscal_code: str | None = None, email: str | None = None) -> str:
+        """The Checkout page where the citizen pays this position (a v2 cart of one notice)."""
+        assert self.checkout is not None
+        tenant = self._tenant(tenant_id)
+        position = self.get(tenant_id, position_id)
+        if debtor_fiscal_code is not None and position.request.debtor.fiscal_code != debtor_fiscal_code:
+            raise NotFound("no such payment position")
+        if position.status is not PositionStatus.PUBLISHED or position.request.due_date < self.today():
+            raise NotPayable(f"the position is {position.status.value}"
+                             + (" and past its due date" if position.request.due_date < self.today() else ""))
+        notice = CartNotice(position.notice_number, tenant.fiscal_code, position.request.amount_cents, tenant.name,
+                            position.request.description)
+        location = self.checkout.start_cart(tenant, [notice], urls, email=email, cart_id=position.id)
+        log.info("checkout_cart_started", position_id=position.id, tenant=tenant.id)
+        return location
 
     # -- queries ---------------------------------------------------------------------------
     def get(self, tenant_id: str, position_id: str) -> PaymentPosition:

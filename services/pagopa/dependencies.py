@@ -10,6 +10,7 @@ from typing import Any
 
 from nameko.extensions import DependencyProvider
 
+from services.pagopa.adapters.checkout import HttpCheckout
 from services.pagopa.adapters.gpd import HttpGpd
 from services.pagopa.application import Positions
 from sportello.edge.kernel import KernelContext, ServiceDatabase
@@ -20,10 +21,14 @@ class PositionsProvider(DependencyProvider):
 
     def setup(self) -> None:
         self.gpd = HttpGpd()
+        self.checkout = HttpCheckout()
 
     def stop(self) -> None:
         self.gpd.client.close()
+        self.checkout.client.close()
 
     def get_dependency(self, worker_ctx: Any) -> Positions:
+        # the same client (and limiter) serves GPD's receipts API
         return Positions(ServiceDatabase(self.kernel.database, self.kernel.wake_relay), self.kernel.tenants,
-                         self.gpd, correlation_id=worker_ctx.data.get("correlation_id"))
+                         self.gpd, correlation_id=worker_ctx.data.get("correlation_id"), gpd_receipts=self.gpd,
+                         checkout=self.checkout)

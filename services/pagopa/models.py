@@ -50,3 +50,83 @@ positions = sa.Table(
     sa.Index("ix_pagopa_positions_debtor", "tenant", "debtor_fiscal_code"),
     sa.Index("ix_pagopa_positions_status", "tenant", "status", "due_date"),
 )
+
+# Every receipt that reached us (Nodo station or GPD receipts API), whatever became of it: the
+# receipt id is unique per tenant, so a duplicate from either path changes nothing. `disposition`
+# says what it did: applied (position paid), duplicate_payment (a second receipt for a paid
+# position), unknown_position, expired_position, invalidated_position, not_paid (outcome KO).
+receipts = sa.Table(
+    "pagopa_receipts",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("tenant", sa.String(63), nullable=False),
+    sa.Column("receipt_id", sa.String(64), nullable=False),
+    sa.Column("notice_number", sa.String(18), nullable=False),
+    sa.Column("iuv", sa.String(35), nullable=False),
+    sa.Column("amount_cents", sa.BigInteger, nullable=False),
+    sa.Column("outcome", sa.String(2), nullable=False),
+    sa.Column("paid_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("psp_id", sa.String(35), nullable=True),
+    sa.Column("source", sa.String(10), nullable=False),
+    sa.Column("disposition", sa.String(24), nullable=False),
+    sa.Column("position_id", sa.String(36), nullable=True),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("tenant", "receipt_id", name="uq_pagopa_receipts_receipt"),
+    sa.Index("ix_pagopa_receipts_iuv", "tenant", "iuv"),
+)
+
+# A CSV campaign: its rows keep their own reference (the idempotency key of the position they
+# make), so a campaign resumed after a crash creates each position exactly once.
+campaigns = sa.Table(
+    "pagopa_campaigns",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("tenant", sa.String(63), nullable=False),
+    sa.Column("name", sa.String(140), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),  # validated, running, done, failed
+    sa.Column("total_rows", sa.Integer, nullable=False),
+    sa.Column("valid_rows", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+campaign_rows = sa.Table(
+    "pagopa_campaign_rows",
+    metadata,
+    sa.Column("campaign_id", sa.String(64), primary_key=True),
+    sa.Column("row_number", sa.Integer, primary_key=True),
+    sa.Column("tenant", sa.String(63), nullable=False),
+    sa.Column("reference", sa.String(64), nullable=True),
+    sa.Column("payload", sa.Text, nullable=True),
+    sa.Column("status", sa.String(12), nullable=False),  # invalid, pending, created, failed
+    sa.Column("error", sa.String(300), nullable=True),
+    sa.Column("position_id", sa.String(36), nullable=True),
+    sa.Index("ix_pagopa_campaign_rows_status", "campaign_id", "status"),
+    sa.Index("ix_pagopa_campaign_rows_next", "campaign_id", "status", "row_number"),  # pagopa_0003
+)
+
+# Reporting flows (FlussoRiversamento) imported, and their payments, keyed so a re-import is a no-op.
+flows = sa.Table(
+    "pagopa_flows",
+    metadata,
+    sa.Column("tenant", sa.String(63), primary_key=True),
+    sa.Column("flow_id", sa.String(70), primary_key=True),
+    sa.Column("flow_date", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("settlement_id", sa.String(35), nullable=False),
+    sa.Column("total_cents", sa.BigInteger, nullable=False),
+    sa.Column("payments", sa.Integer, nullable=False),
+    sa.Column("imported_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+flow_payments = sa.Table(
+    "pagopa_flow_payments",
+    metadata,
+    sa.Column("tenant", sa.String(63), primary_key=True),
+    sa.Column("flow_id", sa.String(70), primary_key=True),
+    sa.Column("iuv", sa.String(35), primary_key=True),
+    sa.Column("receipt_id", sa.String(64), primary_key=True),  # identificativoUnivocoRiscossione
+    sa.Column("transfer_index", sa.Integer, primary_key=True),
+    sa.Column("amount_cents", sa.BigInteger, nullable=False),
+    sa.Column("outcome_code", sa.String(1), nullable=False),
+    sa.Column("paid_on", sa.Date, nullable=False),
+)

@@ -45,3 +45,50 @@ class GpdPort(Protocol):
 
     def delete(self, tenant: Tenant, iupd: str) -> None:
         ...
+
+
+@dataclass(frozen=True)
+class ReceiptSummary:
+    """One line of GPD's receipts list (`GET /payments/{org}/receipts`)."""
+
+    iuv: str
+    paid_at: str | None
+
+
+class GpdReceiptsPort(Protocol):
+    """GPD's receipts API (gpd_payments.json): the other path by which receipts reach us."""
+
+    def list_receipts(self, tenant: Tenant, *, since: str, page: int, page_size: int
+                      ) -> tuple[list[ReceiptSummary], int]:
+        """(receipts of the page, total pages); none at all is ([], 0)."""
+        ...
+
+    def get_receipt(self, tenant: Tenant, iuv: str) -> bytes | None:
+        """The receipt XML (paSendRT(V2)Req) of one IUV, None if GPD has none."""
+        ...
+
+
+@dataclass(frozen=True)
+class CartNotice:
+    notice_number: str
+    fiscal_code: str
+    amount_cents: int
+    company_name: str
+    description: str
+
+
+@dataclass(frozen=True)
+class ReturnUrls:
+    ok: str
+    cancel: str
+    error: str
+    waiting: str
+
+
+class CheckoutPort(Protocol):
+    """pagoPA Checkout carts (v2): where to send the citizen to pay these notices."""
+
+    def start_cart(self, tenant: Tenant, notices: list[CartNotice], urls: ReturnUrls, *,
+                   email: str | None = None, cart_id: str | None = None) -> str:
+        """The Checkout URL (the `Location` of Checkout's 302)."""
+        ...

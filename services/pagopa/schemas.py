@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError
 
 from services.pagopa.domain.positions import (
     DEFAULT_CATEGORY,
@@ -18,6 +18,7 @@ from services.pagopa.domain.positions import (
     PositionRequest,
     Transfer,
 )
+from services.pagopa.ports import ReturnUrls
 from sportello.errors import ValidationFailed
 
 
@@ -74,3 +75,20 @@ def parse_position_request(payload: Any, *, default_iban: str) -> PositionReques
         debtor=Debtor.of(data.debtor.fiscal_code, data.debtor.full_name), transfers=transfers,
         purpose=data.purpose, reference=data.reference, campaign_id=data.campaign_id, io_service=data.io_service,
     )
+
+
+class ReturnUrlsIn(_In):
+    ok: AnyHttpUrl
+    cancel: AnyHttpUrl
+    error: AnyHttpUrl
+    waiting: AnyHttpUrl | None = None
+
+
+def parse_return_urls(payload: Any) -> ReturnUrls:
+    """Where Checkout sends the citizen back (waiting defaults to ok: v2 requires it)."""
+    try:
+        data = ReturnUrlsIn.model_validate(payload)
+    except ValidationError as exc:
+        fields = ", ".join(sorted({".".join(str(p) for p in e["loc"]) or "body" for e in exc.errors()}))
+        raise ValidationFailed(f"invalid return URLs: {fields}") from None
+    return ReturnUrls(str(data.ok), str(data.cancel), str(data.error), str(data.waiting or data.ok))

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import base64
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 from nameko.timer import timer
 
 from services.pagopa.application import Positions, position_view
+from services.pagopa.campaigns import Campaigns
 from services.pagopa.dependencies import PositionsProvider
 from services.pagopa.notice import render_notices
-from services.pagopa.schemas import parse_position_request
+from services.pagopa.receipts import Receipts
+from services.pagopa.reconciliation import Reconciliation
+from services.pagopa.schemas import parse_position_request, parse_return_urls
 from sportello.contracts.anpr import StampDutyRequested
 from sportello.edge.messaging import event_handler
 from sportello.edge.rpc import rpc
 from sportello.edge.service import PlatformService
-from sportello.errors import NotFound, ValidationFailed
+from sportello.errors import NotFound, SportelloError, ValidationFailed
 from sportello.events import Envelope
 
 log = structlog.get_logger("pagopa.service")
@@ -79,6 +82,53 @@ class PagoPAService(PlatformService):
         return {"position": position_view(position), "changed": changed}
 
     @rpc
+    def nodo_station(self, message: str) -> str:
+        """The creditor-institution station (paForNode SOAP) the gateway forwards the Nodo's calls to:
+        paVerifyPaymentNotice, paGetPayment(V2), paSendRT(V2). A SOAP reply (PAA_* faults inside);
+        ValidationFailed when the message is no paForNode request at all."""
+        return Receipts(self.positions).handle(message.encode("utf-8")).decode("utf-8")
+
+    @rpc
+    def start_payment(self, tenant: str, position_id: str, return_urls: dict[str, str],
+                      debtor_fiscal_code: str | None = None, email: str | None = None) -> dict[str, str]:
+        """A Checkout (v2) cart for one position: where to redirect the citizen to pay."""
+        self.request.bind(tenant=tenant)
+        urls = parse_return_urls(return_urls)
+        location = self.positions.start_payment(tenant, str(position_id), urls,
+                                                debtor_fiscal_code=debtor_fiscal_code, email=email)
+        return {"redirect_url": location}
+
+    @rpc
+    def import_reporting_flow(self, tenant: str, flow_xml: str) -> dict[str, Any]:
+        """A FlussoRiversamento (XML text), validated and stored; importing it again is a no-op."""
+        self.request.bind(tenant=tenant)
+        return Reconciliation(self.positions).import_flow(tenant, flow_xml.encode("utf-8"))
+
+    @rpc
+    def reconciliation_report(self, tenant: str) -> dict[str, Any]:
+        """Paid / reported / missing / mismatched, computed afresh (same answer when re-run)."""
+        self.request.bind(tenant=tenant)
+        return Reconciliation(self.positions).report(tenant)
+
+    @rpc
+    def poll_gpd_receipts(self, tenant: str, days: int = 3) -> dict[str, int]:
+        """Receipts listed by GPD's receipts API in the last `days` days become payments (once)."""
+        self.request.bind(tenant=tenant)
+        if not 1 <= int(days) <= 90:
+            raise ValidationFailed("days must be 1-90")
+        return Receipts(self.positions).poll_gpd(tenant, since=self.positions.today() - timedelta(days=int(days)))
+
+    @timer(interval=60)
+    def poll_gpd_receipts_everywhere(self) -> None:
+        """The GPD receipts path, every minute per tenant (the SOAP station is the fast path)."""
+        for tenant in self.tenants:
+            if tenant.pagopa is not None:
+                try:
+                    Receipts(self.positions).poll_gpd(tenant.id, since=self.positions.today() - timedelta(days=3))
+                except SportelloError as exc:
+                    log.warning("gpd_receipts_poll_failed", tenant=tenant.id, code=exc.code)
+
+    @rpc
     def notice_pdf(self, tenant: str, position_id: str, debtor_fiscal_code: str | None = None) -> str:
         """The payment notice PDF of one position, base64 (RPC bodies are JSON)."""
         self.request.bind(tenant=tenant)
@@ -89,15 +139,47 @@ class PagoPAService(PlatformService):
 
     @rpc
     def notices_pdf(self, tenant: str, campaign_id: str | None = None, status: str | None = "published",
-                    limit: int = 500) -> str:
-        """Many notices in one PDF (a campaign's, for printing and mailing), base64."""
+                    limit: int = 500, offset: int = 0) -> str:
+        """Many notices in one PDF (a campaign's, for printing and mailing), base64; a city-size
+        campaign is printed 500 at a time with `offset`."""
         self.request.bind(tenant=tenant)
-        if not 1 <= int(limit) <= 500:
-            raise ValidationFailed("limit must be 1-500")
-        found = self.positions.list(tenant, campaign_id=campaign_id, status=status, limit=int(limit))
+        if not 1 <= int(limit) <= 500 or int(offset) < 0:
+            raise ValidationFailed("limit must be 1-500 and offset >= 0")
+        found = self.positions.list(tenant, campaign_id=campaign_id, status=status, limit=int(limit),
+                                    offset=int(offset))
         if not found:
             raise NotFound("no payment positions match")
         return base64.b64encode(render_notices(found)).decode("ascii")
+
+    @rpc
+    def upload_campaign(self, tenant: str, name: str, csv_text: str) -> dict[str, Any]:
+        """A CSV campaign: every row validated, stored with its rows in one transaction; the
+        positions are then made in the background (`run_campaigns`). Per-row errors in the answer."""
+        self.request.bind(tenant=tenant)
+        return Campaigns(self.positions).upload(tenant, name, csv_text)
+
+    @rpc
+    def campaign_progress(self, tenant: str, campaign_id: str) -> dict[str, Any]:
+        self.request.bind(tenant=tenant)
+        return Campaigns(self.positions).progress(tenant, str(campaign_id))
+
+    @rpc
+    def campaign_report(self, tenant: str, campaign_id: str, status: str | None = None, offset: int = 0,
+                        limit: int = 1000) -> dict[str, Any]:
+        self.request.bind(tenant=tenant)
+        return Campaigns(self.positions).report(tenant, str(campaign_id), status=status, offset=int(offset),
+                                                limit=int(limit))
+
+    @timer(interval=1)
+    def run_campaigns(self) -> None:
+        """Pending campaign rows become positions (GPD v2 bulk). nameko waits for a run to end before
+        the next, so one process never works a batch twice; a restart resumes where it stopped."""
+        for tenant in self.tenants:
+            if tenant.pagopa is not None:
+                try:
+                    Campaigns(self.positions).process(tenant.id, budget_seconds=10)
+                except SportelloError as exc:
+                    log.warning("payment_campaigns_run_failed", tenant=tenant.id, code=exc.code)
 
     @rpc
     def expire_overdue(self, tenant: str) -> int:

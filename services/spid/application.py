@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import secrets
 import time
 import uuid
@@ -20,9 +21,26 @@ import sqlalchemy as sa
 import structlog
 
 from services.spid import models
-from services.spid.domain import saml
+from services.spid.domain import cie, saml
 from services.spid.domain.authn import Binding, PendingLogin, authn_request, encode, logout_request
-from services.spid.domain.errors import AssertionReplayed, InvalidGrant, UnknownIdentityProvider
+from services.spid.domain.errors import (
+    AssertionReplayed,
+    AuthenticationFailed,
+    InvalidGrant,
+    LoginCancelled,
+    ProviderUnavailable,
+    ResponseRejected,
+    UnknownIdentityProvider,
+    UnknownRequest,
+)
+from services.spid.domain.federation import FederationError, TrustChain, resolve_trust_chain
+from services.spid.domain.logout import (
+    PendingLogout,
+    logout_response,
+    read_logout_request,
+    read_logout_response,
+    read_message,
+)
 from services.spid.domain.metadata import IdpRegistry, parse_idp_metadata, service_provider, sp_metadata
 from services.spid.domain.response import ResponseValidator, SpidLogin
 from sportello.db import Database
@@ -44,6 +62,14 @@ class MetadataSource(Protocol):
     def fetch(self, location: str) -> bytes: ...
 
 
+class OidcHttp(Protocol):
+    """Port: HTTP to the CIE federation; answers (status, content type, body) or raises ProviderUnavailable."""
+
+    def get(self, url: str, *, bearer: str | None = None) -> tuple[int, str, str]: ...
+
+    def post_form(self, url: str, data: dict[str, str]) -> tuple[int, str, str]: ...
+
+
 def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -55,13 +81,16 @@ def roles_for(tenant: Tenant, fiscal_code: str) -> list[Role]:
 
 class LoginApplication:
     def __init__(self, database: Database, tenants: TenantRegistry, tokens: TokenIssuer, metadata: MetadataSource,
-                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
+                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+                 oidc: OidcHttp | None = None) -> None:
         self.db = database
         self.tenants = tenants
         self.tokens = tokens
         self.metadata = metadata
         self.clock = clock
+        self.oidc = oidc
         self._idps: dict[str, tuple[float, IdpRegistry]] = {}
+        self._chains: dict[str, TrustChain] = {}
 
     # -- IdPs --------------------------------------------------------------------------------------
     def idps(self, tenant_id: str, *, refresh: bool = False) -> IdpRegistry:
@@ -224,6 +253,11 @@ class LoginApplication:
                 idp = self._idp(tenant_id, row["idp_entity_id"])
                 element = logout_request(sp, idp, name_id=row["name_id"], name_qualifier=row["name_qualifier"],
                                          session_index=row["session_index"], binding=binding, now=now)
+                with self.db.transaction() as session:
+                    session.execute(sa.delete(models.pending_logouts).where(models.pending_logouts.c.expires_at < now))
+                    session.execute(sa.insert(models.pending_logouts).values(
+                        request_id=element.get("ID"), tenant=tenant_id, idp_entity_id=idp.entity_id,
+                        expires_at=now + PENDING_LIFETIME))
                 message = encode(element, key_pem=sp.key_pem, cert_pem=sp.cert_pem, binding=binding,
                                  relay_state=secrets.token_urlsafe(16))
                 result["idp_logout"] = {"binding": message.binding, "url": message.url, "form": message.form}
@@ -231,6 +265,146 @@ class LoginApplication:
                 pass
         log.info("spid_logout", tenant=tenant_id)
         return result
+
+    def single_logout(self, tenant_id: str, binding: Binding, form: dict[str, str] | None = None,
+                      query: str | None = None) -> dict[str, Any]:
+        """The SingleLogoutService: an IdP-initiated LogoutRequest, or the IdP's answer to ours.
+
+        LogoutRequest: revoke the NameID's sessions and answer with a signed LogoutResponse the
+        browser carries back to the IdP. LogoutResponse: accepted only for a request we sent.
+        """
+        if binding not in ("redirect", "post"):
+            raise ValidationFailed("binding must be 'redirect' or 'post'")
+        tenant = self.tenants.get(tenant_id)
+        sp = service_provider(tenant)
+        message = read_message(binding, form=form, query=query)
+        now = self.clock()
+        if message.param == "SAMLResponse":
+            with self.db.transaction() as session:
+                def take(request_id: str) -> PendingLogout | None:
+                    row = session.execute(sa.delete(models.pending_logouts).where(
+                        models.pending_logouts.c.request_id == request_id,
+                        models.pending_logouts.c.tenant == tenant_id,
+                    ).returning(*models.pending_logouts.c)).mappings().first()
+                    if row is None or _aware(row["expires_at"]) < now:
+                        return None
+                    return PendingLogout(row["request_id"], row["idp_entity_id"])
+                complete = read_logout_response(message, sp, self.idps(tenant_id), now, take)
+            log.info("spid_logout_confirmed", tenant=tenant_id, complete=complete)
+            return {"kind": "logout_response", "status": "logged_out" if complete else "partial_logout"}
+        order = read_logout_request(message, sp, self.idps(tenant_id), now)
+        idp = self._idp(tenant_id, order.idp_entity_id)
+        table = models.sessions
+        with self.db.transaction() as session:
+            match = sa.and_(table.c.tenant == tenant_id, table.c.idp_entity_id == order.idp_entity_id,
+                            table.c.name_id == order.name_id, table.c.revoked_at.is_(None))
+            if order.session_indexes:
+                match = sa.and_(match, table.c.session_index.in_(order.session_indexes))
+            revoked = len(session.execute(sa.update(table).where(match).values(
+                revoked_at=now, refresh_hash=None, code_hash=None).returning(table.c.id)).all())
+        element = logout_response(sp, idp, in_response_to=order.request_id, binding=binding, now=now)
+        reply = encode(element, key_pem=sp.key_pem, cert_pem=sp.cert_pem, binding=binding,
+                       relay_state=order.relay_state or "", param="SAMLResponse")
+        log.info("spid_idp_logout", tenant=tenant_id, sessions=revoked)
+        return {"kind": "logout_request", "revoked": revoked,
+                "reply": {"binding": reply.binding, "url": reply.url, "form": reply.form,
+                          "html": reply.html_form() if reply.binding == "post" else None}}
+
+    # -- CIE (OpenID Connect Federation) --------------------------------------------------------------
+    def _http(self) -> OidcHttp:
+        if self.oidc is None:
+            raise UnknownIdentityProvider("CIE login is not enabled in this installation")
+        return self.oidc
+
+    def _fetch_statement(self, url: str) -> str:
+        status, content_type, body = self._http().get(url)
+        if status != 200:
+            raise FederationError(f"federation endpoint answered {status}")
+        if not content_type.startswith(("application/entity-statement+jwt", "application/jose")):
+            raise FederationError("federation endpoint did not answer application/entity-statement+jwt")
+        return body.strip()
+
+    def cie_chain(self, tenant_id: str, *, refresh: bool = False) -> TrustChain:
+        """The OP's trust chain, cached until the earliest expiry in it."""
+        rp = cie.relying_party(self.tenants.get(tenant_id))
+        cached = self._chains.get(tenant_id)
+        now = self.clock().timestamp()
+        if cached and not refresh and cached.expires_at > now + 60:
+            return cached
+        chain = resolve_trust_chain(rp.provider, rp.trust_anchor, self._fetch_statement,
+                                    trust_anchor_jwks=rp.trust_anchor_jwks, now=now)
+        self._chains[tenant_id] = chain
+        return chain
+
+    def cie_entity_configuration(self, tenant_id: str) -> str:
+        return cie.entity_configuration(cie.relying_party(self.tenants.get(tenant_id)), self.clock().timestamp())
+
+    def start_cie_login(self, tenant_id: str, *, level: int | None = None,
+                        return_url: str | None = None) -> dict[str, Any]:
+        tenant = self.tenants.get(tenant_id)
+        rp = cie.relying_party(tenant)
+        if return_url is not None and return_url not in service_provider(tenant).return_urls:
+            raise ValidationFailed("return_url is not one of the Comune's registered portal URLs")
+        op = cie.provider_metadata(self.cie_chain(tenant_id))
+        now = self.clock()
+        url, pending = cie.authorization_request(rp, op, level=level or rp.default_level, now=now.timestamp())
+        with self.db.transaction() as session:
+            table = models.cie_pending
+            session.execute(sa.delete(table).where(table.c.expires_at < now))
+            session.execute(sa.insert(table).values(
+                state=pending.state, tenant=tenant_id, provider=rp.provider, nonce=pending.nonce,
+                code_verifier=pending.code_verifier, level=pending.level, expires_at=now + PENDING_LIFETIME,
+                return_url=return_url))
+        log.info("cie_login_started", tenant=tenant_id, level=pending.level)
+        return {"url": url}
+
+    def complete_cie_login(self, tenant_id: str, *, state: str, code: str | None = None,
+                           error: str | None = None, issuer: str | None = None) -> dict[str, Any]:
+        """The redirect_uri: code -> tokens (private_key_jwt, PKCE) -> ID token and userinfo -> a session."""
+        tenant = self.tenants.get(tenant_id)
+        rp = cie.relying_party(tenant)
+        now = self.clock()
+        table = models.cie_pending
+        with self.db.transaction() as session:
+            row = session.execute(sa.delete(table).where(table.c.state == state, table.c.tenant == tenant_id)
+                                  .returning(*table.c)).mappings().first()
+        if row is None or _aware(row["expires_at"]) < now:
+            raise UnknownRequest("state matches no pending CIE login (expired, used or never sent)")
+        if error:
+            log.info("cie_login_rejected", tenant=tenant_id, reason=error[:40])
+            if error == "access_denied":
+                raise LoginCancelled("the citizen cancelled the CIE login or refused consent")
+            raise AuthenticationFailed("the CIE provider did not authenticate the citizen")
+        if not code:
+            raise ResponseRejected("the callback carries neither code nor error")
+        pending = cie.PendingCie(state=row["state"], nonce=row["nonce"], code_verifier=row["code_verifier"],
+                                 level=row["level"])
+        op = cie.provider_metadata(self.cie_chain(tenant_id))
+        if issuer is not None and issuer.rstrip("/") != str(op["issuer"]).rstrip("/"):
+            raise ResponseRejected("the callback's iss is not our CIE provider (mix-up)")
+        status, _, body = self._http().post_form(op["token_endpoint"], cie.token_request(
+            rp, op, code=code, pending=pending, now=now.timestamp()))
+        try:
+            answer = json.loads(body) if status == 200 else {}
+        except ValueError:
+            answer = {}
+        if status != 200 or not isinstance(answer, dict) or not answer.get("id_token") or not answer.get(
+                "access_token"):
+            raise AuthenticationFailed(f"the CIE token endpoint refused the code ({status})")
+        id_claims = cie.validate_id_token(str(answer["id_token"]), rp, op, pending)
+        status, _, userinfo = self._http().get(op["userinfo_endpoint"], bearer=str(answer["access_token"]))
+        if status != 200:
+            raise ProviderUnavailable(f"the CIE userinfo endpoint answered {status}")
+        citizen = cie.read_userinfo(userinfo.strip(), rp, op, id_claims)
+        level = saml.LEVEL_OF[str(id_claims["acr"])]
+        login_code = secrets.token_urlsafe(32)
+        with self.db.transaction() as session:
+            session.execute(sa.insert(models.sessions).values(
+                id=str(uuid.uuid4()), tenant=tenant_id, subject=citizen.fiscal_code, level=level, method="cie",
+                idp_entity_id=rp.provider, name_id=None, name_qualifier=None, session_index=None,
+                code_hash=_hash(login_code), code_expires_at=now + CODE_LIFETIME, created_at=now))
+        log.info("cie_login_completed", tenant=tenant_id, level=level)
+        return {"code": login_code, "expires_in": int(CODE_LIFETIME.total_seconds()), "return_url": row["return_url"]}
 
 
 def _aware(value: dt.datetime) -> dt.datetime:

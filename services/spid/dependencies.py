@@ -7,6 +7,7 @@ from typing import Any
 from nameko.extensions import DependencyProvider
 
 from services.spid.adapters.metadata import HttpOrFileMetadata
+from services.spid.adapters.oidc_http import HttpOidc
 from services.spid.application import LoginApplication
 from sportello.db import Database
 from sportello.edge.kernel import KernelContext
@@ -42,7 +43,7 @@ class Logins(DependencyProvider):
     def setup(self) -> None:
         issuer = build_issuer(SecretSource(secrets_dir=self.kernel.settings.secrets_dir))
         database: Database = self.kernel.database
-        self.app = LoginApplication(database, self.kernel.tenants, issuer, HttpOrFileMetadata())
+        self.app = LoginApplication(database, self.kernel.tenants, issuer, HttpOrFileMetadata(), oidc=HttpOidc())
 
     def get_dependency(self, worker_ctx: Any) -> LoginApplication:
         return self.app

@@ -51,3 +51,28 @@ sessions = sa.Table(
     sa.Column("created_at", _TS, nullable=False),
     sa.Column("revoked_at", _TS, nullable=True),
 )
+
+# A LogoutRequest we sent to an IdP (SP-initiated logout); its LogoutResponse must answer it.
+pending_logouts = sa.Table(
+    "spid_pending_logouts", metadata,
+    sa.Column("request_id", sa.String(64), primary_key=True),
+    sa.Column("tenant", sa.String(63), nullable=False),
+    sa.Column("idp_entity_id", sa.String(512), nullable=False),
+    sa.Column("expires_at", _TS, nullable=False),
+)
+
+# IdP-initiated single logout finds the sessions by the NameID the IdP gave us.
+sa.Index("ix_spid_sessions_idp_name_id", sessions.c.tenant, sessions.c.idp_entity_id, sessions.c.name_id)
+
+# A CIE (OIDC) login we started: the callback's `state` finds it; nonce and PKCE verifier stay here.
+cie_pending = sa.Table(
+    "spid_cie_pending", metadata,
+    sa.Column("state", sa.String(128), primary_key=True),
+    sa.Column("tenant", sa.String(63), nullable=False),
+    sa.Column("provider", sa.String(512), nullable=False),
+    sa.Column("nonce", sa.String(128), nullable=False),
+    sa.Column("code_verifier", sa.String(128), nullable=False),
+    sa.Column("level", sa.Integer, nullable=False),
+    sa.Column("expires_at", _TS, nullable=False),
+    sa.Column("return_url", sa.String(512), nullable=True),
+)

@@ -60,3 +60,28 @@ class SpidService(PlatformService):
     def logout(self, tenant: str, subject: str, refresh_token: str) -> dict[str, Any]:
         self.request.bind(tenant=tenant)
         return self.logins.logout(tenant, subject, refresh_token)
+
+    @rpc
+    def single_logout(self, tenant: str, binding: str, form: dict[str, str] | None = None,
+                      query: str | None = None) -> dict[str, Any]:
+        """The SingleLogoutService: an IdP-initiated LogoutRequest or the LogoutResponse to ours."""
+        self.request.bind(tenant=tenant)
+        return self.logins.single_logout(tenant, binding, form=form, query=query)  # type: ignore[arg-type]
+
+    # -- CIE (OpenID Connect Federation) ------------------------------------------------------------
+    @rpc
+    def cie_entity_configuration(self, tenant: str) -> str:
+        """The tenant's signed Entity Configuration (served at <client_id>/.well-known/openid-federation)."""
+        self.request.bind(tenant=tenant)
+        return self.logins.cie_entity_configuration(tenant)
+
+    @rpc
+    def start_cie_login(self, tenant: str, level: int | None = None, return_url: str | None = None) -> dict[str, Any]:
+        self.request.bind(tenant=tenant)
+        return self.logins.start_cie_login(tenant, level=level, return_url=return_url)
+
+    @rpc
+    def complete_cie_login(self, tenant: str, state: str, code: str | None = None, error: str | None = None,
+                           issuer: str | None = None) -> dict[str, Any]:
+        self.request.bind(tenant=tenant)
+        return self.logins.complete_cie_login(tenant, state=state, code=code, error=error, issuer=issuer)

@@ -25,8 +25,10 @@ from nameko.runners import ServiceRunner  # noqa: E402
 from sportello.edge.kernel import SETTINGS_CONFIG_KEY  # noqa: E402
 from sportello.errors import ConfigurationError  # noqa: E402
 from sportello.logging import configure_logging  # noqa: E402
+from sportello.metrics import metrics_address, serve  # noqa: E402
 from sportello.settings import load_settings  # noqa: E402
 from sportello.tenants import SecretSource, load_tenants  # noqa: E402
+from sportello.version import __version__  # noqa: E402
 
 psycogreen.eventlet.patch_psycopg()
 
@@ -67,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings()
         service_cls = load_component(args[0])
+        metrics_at = metrics_address()  # SPORTELLO_METRICS_ADDRESS: /metrics, /healthz, /readyz
         configure_logging(service_cls.name, settings.log_level, settings.log_format)
         load_tenants(settings.tenants_dir, SecretSource(secrets_dir=settings.secrets_dir))  # fail fast
         extra: dict[str, Any] = {}
@@ -90,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     runner.start()
+    if metrics_at is not None:
+        serve(*metrics_at, component=service_cls.name, version=__version__)
     log.info("service_started", component=args[0])
     runner.wait()
     log.info("service_stopped", component=args[0])

@@ -15,6 +15,7 @@ import sportello.contracts  # noqa: F401 - registers every event type this servi
 from sportello.deadletters import DeadLetterStore, IncomingDeadLetter
 from sportello.edge.kernel import DatabaseProvider, DeadLettersProvider, RequestContextProvider, TenantsProvider
 from sportello.edge.messaging import BrokerProvider, dead_letter_recorder
+from sportello.edge.metrics import ServiceMetricsProvider
 from sportello.edge.relay import OutboxRelayProvider
 from sportello.edge.rpc import rpc
 from sportello.version import __version__
@@ -33,6 +34,7 @@ class PlatformService:
     relay = OutboxRelayProvider()
     dead_letters: DeadLetterStore = DeadLettersProvider()  # type: ignore[assignment]
     broker = BrokerProvider()
+    metrics = ServiceMetricsProvider()
 
     @rpc
     def health(self) -> dict[str, Any]:

@@ -139,7 +139,7 @@ def test_operator_creates_citizen_sees_and_downloads_the_notice(payments: Paymen
                          headers=operator, timeout=30)
     assert created.status_code == 201, created.text
     position = created.json()
-    assert position["status"] == "published" and position["notice_number"].startswith("347")
+    assert position["status"] == "published" and position["notice_number"].startswith("301")
     assert created.headers["Location"].endswith(position["id"])
     on_twin = httpx.get(f"{payments.twin}/__twin/positions/{ORG}", timeout=5).json()["positions"]
     assert [p["status"] for p in on_twin if p["iupd"] == position["iupd"]] == ["VALID"]

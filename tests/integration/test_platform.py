@@ -202,6 +202,7 @@ def test_health_with_no_service_running_reports_each_unreachable(
             body = reply.json()
             assert body["status"] == "down"
             assert {s["status"] for s in body["services"].values()} == {"unreachable"}
-            assert {s["error"] for s in body["services"].values()} == {"UnknownService"}
+            # no queue for the service: nameko's UnknownService (or the broker's NotFound, if it races)
+            assert {s["error"] for s in body["services"].values()} <= {"UnknownService", "NotFound"}
         finally:
             gateway.stop()

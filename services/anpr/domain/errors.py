@@ -65,3 +65,10 @@ class CertificateNotAllowed(SportelloError):
 class ReasonRequired(SportelloError):
     code = "anpr.reason_required"
     title = "A reason for the look-up is required"
+
+
+class IssueInProgress(SportelloError):
+    """Another worker is obtaining this certificate from ANPR right now (a duplicate delivery): retry later."""
+
+    code = "anpr.issue_in_progress"
+    title = "The certificate is being issued"

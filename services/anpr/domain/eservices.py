@@ -123,6 +123,7 @@ class Resident:
     address: str | None
     municipality: str | None
     residence_since: str | None
+    certifiability: int | None = None  # Motivi_di_non_certificabilita, when ANPR tells it (else 6001 decides)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -149,7 +150,20 @@ def parse_c001(body: dict[str, Any]) -> Resident:
         address=street,
         municipality=(address.get("comune") or {}).get("nomeComune"),
         residence_since=residence.get("dataDecorrenzaResidenza"),
+        certifiability=_certifiability(subject),
     )
+
+
+CERTIFIABILITY_KEY = "soggettoCertificabile"  # as in WS 6001's tipoAttributiSoggetto
+
+
+def _certifiability(subject: dict[str, Any]) -> int | None:
+    """The subject's certifiability, if ANPR adds it to `infoSoggettoEnte` (key `soggettoCertificabile`)."""
+    for item in subject.get("infoSoggettoEnte") or []:
+        if item.get("chiave") == CERTIFIABILITY_KEY:
+            text = str(item.get("valoreTesto") or "").strip()
+            return int(text) if text.isdigit() else None
+    return None
 
 
 def parse_c030(body: dict[str, Any]) -> str:

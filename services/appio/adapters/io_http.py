@@ -137,9 +137,12 @@ class IOServicesClient:
         response: httpx.Response | None = None
         for index, (slot, key) in enumerate(slots):
             limiter_key = f"{keys.limiter_key}#{slot}"
-            self._limiter.acquire(limiter_key)
+            admit = getattr(self._limiter, "admit", None)
+            ticket = admit(limiter_key) if admit is not None else self._limiter.acquire(limiter_key)
             if before_send is not None and index == 0:
                 before_send()
+            if admit is not None:
+                self._limiter.sent(limiter_key, ticket)  # type: ignore[attr-defined]
             response = self._send(method, path, key, json=json, idempotent=idempotent)
             if response.status_code == 429:
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))

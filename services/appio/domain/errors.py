@@ -89,3 +89,18 @@ class IOOutcomeUnknown(IOApiError):
 
     code = "appio.io_outcome_unknown"
     title = "App IO may or may not have accepted the message"
+
+
+class MessageNotInDoubt(SportelloError):
+    """A resolution asked for a message that is not (or no longer) `in_doubt`: nothing changed."""
+
+    code = "appio.message_not_in_doubt"
+    title = "The message is not in doubt"
+
+
+class NotConfirmedByIO(SportelloError):
+    """'Mark as sent' named an IO message that IO does not have for this citizen and service
+    (or has as rejected): the message stays in doubt."""
+
+    code = "appio.resolution_not_confirmed"
+    title = "App IO does not confirm that message"

@@ -27,7 +27,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 
 from services.pagopa.domain.errors import GpdRejected, GpdUnavailable
 from services.pagopa.domain.positions import PaymentPosition
-from services.pagopa.ports import GpdPosition
+from services.pagopa.ports import GpdPosition, ReceiptSummary
 from sportello.ratelimit import SlidingWindowLimiter, parse_retry_after
 from sportello.tenants import Tenant
 
@@ -35,10 +35,17 @@ log = structlog.get_logger("pagopa.gpd")
 GPD_LIMIT = 100
 GPD_WINDOW_SECONDS = 10.0
 ROME = ZoneInfo("Europe/Rome")
+DEBT_POSITIONS = "debt-positions-service"
+RECEIPTS_API = "payments-receipts-service"
+
+
+# GPD counts a call when it arrives, we when we send it: without a margin, call 101 sent exactly 10 s
+# after call 1 can arrive first and earn a 429 (+ Retry-After) at every window boundary of a campaign.
+GPD_WINDOW_MARGIN_SECONDS = 0.1
 
 
 def gpd_limiter(**kwargs: Any) -> SlidingWindowLimiter:
-    return SlidingWindowLimiter(GPD_LIMIT, GPD_WINDOW_SECONDS, **kwargs)
+    return SlidingWindowLimiter(GPD_LIMIT, GPD_WINDOW_SECONDS + GPD_WINDOW_MARGIN_SECONDS, **kwargs)
 
 
 def due_datetime(due: date) -> str:
@@ -107,11 +114,15 @@ class HttpGpd:
 
     # -- transport ------------------------------------------------------------------------
     @staticmethod
-    def _base(tenant: Tenant, version: int) -> str:
+    def _base(tenant: Tenant, version: int, api: str = DEBT_POSITIONS) -> str:
+        """The tenant's GPD base (`.../debt-positions-service/v1`); v2 for bulk; the receipts API
+        lives beside it (`.../payments-receipts-service/v1`) under the same subscription."""
         assert tenant.pagopa is not None
         base = str(tenant.pagopa.gpd_base_url).rstrip("/")
         if version != 1 and base.endswith("/v1"):
             base = base[: -len("/v1")] + f"/v{version}"
+        if api != DEBT_POSITIONS:
+            base = base.replace(DEBT_POSITIONS, api)
         return base
 
     @staticmethod
@@ -127,10 +138,10 @@ class HttpGpd:
         return float(wait_exponential(multiplier=self.backoff, max=30)(state))
 
     def request(self, tenant: Tenant, method: str, path: str, *, version: int = 1, json: Any = None,
-                params: dict[str, Any] | None = None) -> httpx.Response:
+                params: dict[str, Any] | None = None, api: str = DEBT_POSITIONS) -> httpx.Response:
         """One logical call: rate-limited, retried on 429/5xx/timeouts; returns the final response."""
         secret, limiter_key = self._key(tenant)
-        url = self._base(tenant, version) + path
+        url = self._base(tenant, version, api) + path
 
         def attempt() -> httpx.Response:
             self.limiter.acquire(limiter_key)
@@ -239,3 +250,31 @@ class HttpGpd:
         if response.status_code in (200, 404):
             return
         raise self._reject(response, "delete the position")
+
+    # -- GpdReceiptsPort ----------------------------------------------------------------------------
+    def list_receipts(self, tenant: Tenant, *, since: str, page: int, page_size: int = 100
+                      ) -> tuple[list[ReceiptSummary], int]:
+        assert tenant.pagopa is not None
+        response = self.request(tenant, "GET", f"/payments/{tenant.fiscal_code}/receipts", api=RECEIPTS_API,
+                                params={"pageNum": page, "pageSize": page_size, "from": since,
+                                        "segregationCodes": tenant.pagopa.segregation_code})
+        if response.status_code == 404:
+            return [], 0
+        if response.status_code != 200:
+            raise self._reject(response, "list the receipts")
+        body = self._json(response)
+        if not isinstance(body, dict) or not isinstance(body.get("results"), list):
+            raise GpdRejected("GPD receipts answered with a body that is not PaymentsResult")
+        items = [ReceiptSummary(iuv=str(r["iuv"]), paid_at=r.get("paymentDateTime"))
+                 for r in body["results"] if isinstance(r, dict) and r.get("iuv")]
+        return items, int(body.get("totalPages") or 0)
+
+    def get_receipt(self, tenant: Tenant, iuv: str) -> bytes | None:
+        assert tenant.pagopa is not None
+        response = self.request(tenant, "GET", f"/payments/{tenant.fiscal_code}/receipts/{iuv}", api=RECEIPTS_API,
+                                params={"segregationCodes": tenant.pagopa.segregation_code})
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise self._reject(response, "read the receipt")
+        return response.content

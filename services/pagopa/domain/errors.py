@@ -24,3 +24,17 @@ class GpdRejected(SportelloError):
 
     code = "pagopa.gpd.rejected"
     title = "pagoPA GPD rejected the request"
+
+
+class CheckoutUnavailable(SportelloError):
+    """Checkout did not give a payment page (refused the cart, or kept failing)."""
+
+    code = "pagopa.checkout.unavailable"
+    title = "pagoPA Checkout could not start the payment"
+
+
+class NotPayable(SportelloError):
+    """The position cannot be paid now (paid, expired, cancelled, or past its due date)."""
+
+    code = "pagopa.position.not_payable"
+    title = "The payment position cannot be paid"

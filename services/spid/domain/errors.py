@@ -58,3 +58,17 @@ class InvalidGrant(SportelloError):
 
     code = "auth.invalid_grant"
     title = "Invalid or expired grant"
+
+
+class ProviderUnavailable(SportelloError):
+    """The CIE OpenID Provider or trust anchor is down, busy (429) or unreachable."""
+
+    code = "cie.provider_unavailable"
+    title = "The CIE identity provider is not available"
+
+
+class FederationError(SportelloError):
+    """A CIE entity statement or trust chain that fails a federation rule; `detail` names the rule."""
+
+    code = "cie.federation_untrusted"
+    title = "OpenID Federation trust chain not valid"

@@ -15,7 +15,7 @@ from services.anpr.adapters.anpr_rest import AnprRestClient
 from services.anpr.adapters.ws6001 import Ws6001Client
 from services.anpr.application import Actor, AnprApplication
 from services.anpr.domain import certificates as cat
-from services.anpr.domain.errors import CertificateNotAllowed
+from services.anpr.domain.errors import CertificateNotAllowed, IssueInProgress, NotCertifiable
 from sportello.contracts.pagopa import PaymentCompleted
 from sportello.db import Database
 from sportello.errors import NotFound, ValidationFailed
@@ -139,12 +139,89 @@ def test_counter_issue_is_audited(app: AnprApplication) -> None:
     assert ("certificate.request", GIULIA.fiscal_code, OPERATOR.fiscal_code) in actions
 
 
-def test_anpr_refusal_marks_the_request_failed(app: AnprApplication, anpr_twin: AnprTwin) -> None:
+def test_not_certifiable_is_refused_before_any_payment(app: AnprApplication, anpr_twin: AnprTwin,
+                                                        anpr_database: Database) -> None:
+    blocked = next(r for r in anpr_twin.people.residents if r.certifiability == 0)
+    with pytest.raises(NotCertifiable, match="NON CERTIFICABILE"):
+        app.request_certificate("cremona", Actor(blocked.fiscal_code, "citizen"), certificate_type=8)
+    partial = next(r for r in anpr_twin.people.residents if r.certifiability == 1)
+    with pytest.raises(NotCertifiable, match="PARZIALE"):
+        app.request_certificate("cremona", Actor(partial.fiscal_code, "citizen"), certificate_type=17)
+    assert [c["eservice"] for c in anpr_twin.calls] == ["C001", "C001"]  # no 6001
+    assert outbox_events(anpr_database) == []  # no stamp duty asked
+
+
+class SilentOnCertifiability:
+    """A ResidentRegistry whose C001 answers do not tell certifiability (then WS 6001 decides)."""
+
+    def __init__(self, inner: AnprRestClient) -> None:
+        self.inner = inner
+
+    def e002(self, tenant: Any, service: Any, body: dict[str, Any], audit: Any) -> dict[str, Any]:
+        answer = self.inner.e002(tenant, service, body, audit)
+        for subject in answer["listaSoggetti"]["datiSoggetto"]:
+            subject.pop("infoSoggettoEnte", None)
+        return answer
+
+
+def test_anpr_refusal_marks_the_request_failed(anpr_database: Database, registry: TenantRegistry,
+                                               http: httpx.Client, anpr_twin: AnprTwin) -> None:
+    app = AnprApplication(anpr_database, registry, SilentOnCertifiability(AnprRestClient(http, sleep=lambda s: None)),
+                          Ws6001Client(http, sleep=lambda s: None))
     blocked = next(r for r in anpr_twin.people.residents if r.certifiability == 0)
     done = app.request_certificate("cremona", Actor(blocked.fiscal_code, "citizen"), certificate_type=8, exemption=1)
     assert done["status"] == "failed" and "EN080" in done["failure"]
 
 
+def test_someone_else_at_the_counter_is_sent_as_generalita_richiedente(app: AnprApplication,
+                                                                      anpr_twin: AnprTwin) -> None:
+    done = app.request_certificate("cremona", OPERATOR, certificate_type=8, subject=GIULIA.fiscal_code, exemption=1,
+                                   at_counter=True, reason="delega prot. 12",
+                                   on_behalf_of={"fiscal_code": MARIO.fiscal_code, "surname": "Rossi",
+                                                 "name": "Mario"})
+    assert done["status"] == "issued"
+    order = anpr_twin.calls[-1]["body"]
+    assert order["datiControllo"]["tipoRichiedente"] == "1"
+    assert order["generalitaRichiedente"]["generalita"]["codiceFiscale"]["codFiscale"] == MARIO.fiscal_code
+    assert order["generalitaRichiedente"]["generalita"]["cognome"] == "ROSSI"
+    assert order["soggettoIntestatario"]["generalita"]["codiceFiscale"]["codFiscale"] == GIULIA.fiscal_code
+    assert app.status("cremona", done["request_id"], MARIO)["status"] == "issued"  # the requester follows it
+    alone = app.request_certificate("cremona", OPERATOR, certificate_type=8, subject=GIULIA.fiscal_code, exemption=1,
+                                    at_counter=True, reason="prot. 13")
+    assert alone["status"] == "issued"
+    order = anpr_twin.calls[-1]["body"]
+    assert order["datiControllo"]["tipoRichiedente"] == "2" and "generalitaRichiedente" not in order
+    with pytest.raises(ValidationFailed):
+        app.request_certificate("cremona", MARIO, certificate_type=8, exemption=1,
+                                on_behalf_of={"fiscal_code": GIULIA.fiscal_code, "surname": "B", "name": "G"})
+    with pytest.raises(ValidationFailed):
+        app.request_certificate("cremona", OPERATOR, certificate_type=8, subject=GIULIA.fiscal_code, exemption=1,
+                                at_counter=True, on_behalf_of={"fiscal_code": "RSSMRA85T10A562X", "surname": "R",
+                                                               "name": "M"})
+
+
+def test_a_duplicate_payment_while_issuing_waits_instead_of_asking_anpr_twice(app: AnprApplication,
+                                                                            anpr_twin: AnprTwin) -> None:
+    started = app.request_certificate("cremona", MARIO, certificate_type=8)
+    assert app._take_lease("cremona", started["request_id"])  # a first worker is at ANPR
+    with pytest.raises(IssueInProgress):
+        app.on_payment_completed(paid(started["request_id"]))
+    app.clock = lambda: datetime.now(UTC) + timedelta(minutes=3)  # that worker died: its lease ran out
+    app.on_payment_completed(paid(started["request_id"]))
+    assert app.status("cremona", started["request_id"], MARIO)["status"] == "issued"
+    assert [c["eservice"] for c in anpr_twin.calls].count("6001") == 1
+
+
 def test_other_payments_are_ignored(app: AnprApplication) -> None:
     app.on_payment_completed(paid("nope", purpose="single"))
     app.on_payment_completed(paid("00000000-0000-0000-0000-000000000000"))
+
+
+def test_verification_qr_encodes_the_public_verification_url(app: AnprApplication) -> None:
+    done = app.request_certificate("cremona", GIULIA, certificate_type=8, exemption=1)
+    code = done["certificate"]["verification_code"]
+    qr = app.verification_qr("cremona", code.lower())
+    assert qr["url"] == f"http://127.0.0.1:8080/v1/public/tenants/cremona/certificates/verify/{code}"
+    assert qr["svg"].startswith("<svg") and qr["verification_code"] == code
+    with pytest.raises(NotFound):
+        app.verification_qr("cremona", "AAAA-BBBB-CCCC-DDDD")

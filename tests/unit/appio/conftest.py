@@ -69,6 +69,13 @@ class FakeIO:
     sent: list[tuple[str, str, MessageContent]] = field(default_factory=list)  # (limiter key, cf, content)
     calls: list[str] = field(default_factory=list)
     on_submit: Callable[[], Any] | None = None
+    held: dict[str, str] = field(default_factory=dict)  # IO message id -> fiscal code: what IO holds
+
+    def hold(self, fiscal_code: str) -> str:
+        """A message IO holds although our submission's answer was lost; returns its IO id."""
+        io_id = f"01IOLOST{len(self.held):018d}"
+        self.held[io_id] = fiscal_code
+        return io_id
 
     def _fail(self, operation: str) -> None:
         self.calls.append(operation)
@@ -92,10 +99,14 @@ class FakeIO:
             self.on_submit()
         self._fail("submit")
         self.sent.append((keys.limiter_key, fiscal_code, content))
-        return f"01IO{len(self.sent):022d}"
+        io_id = f"01IO{len(self.sent):022d}"
+        self.held[io_id] = fiscal_code
+        return io_id
 
     def get_message(self, keys: ServiceKeys, fiscal_code: str, io_message_id: str) -> IOMessageStatus:
         self._fail("status")
+        if self.held.get(io_message_id) != fiscal_code:
+            raise IONotFound("no such message on IO")
         return IOMessageStatus(self.statuses.pop(0) if self.statuses else "PROCESSED")
 
 

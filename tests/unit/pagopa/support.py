@@ -18,7 +18,7 @@ CITIZEN = "RSSMRA85T10A562S"
 OTHER_CITIZEN = "VRDLGU70A01D150D"
 
 
-def tenant(tenant_id: str = "cremona", *, key: str = "key-cremona", segregation: str = "47",
+def tenant(tenant_id: str = "cremona", *, key: str = "key-cremona", segregation: str = "01",
            gpd_url: str = "http://gpd.test/gpd/debt-positions-service/v1") -> Tenant:
     return Tenant(
         id=tenant_id, name="Comune di Cremona", fiscal_code="00297960197", istat_code="019036", ipa_code="c_d150",

@@ -50,7 +50,7 @@ def test_create_publishes_on_gpd_and_emits_created(app: Positions, gpd: FakeGpd,
     position = app.create("cremona", request())
     assert position.status is PositionStatus.PUBLISHED
     assert is_valid_notice_number(position.notice_number)
-    assert position.notice_number[1:3] == "47" and position.iuv == position.notice_number[1:]
+    assert position.notice_number[1:3] == "01" and position.iuv == position.notice_number[1:]
     assert gpd.positions[position.iupd] == "VALID"
     [event] = events(database)
     envelope = parse_event(event)

@@ -1,0 +1,21 @@
+"""`python -m sandbox.checkout`: serve the Checkout twin (port SANDBOX_CHECKOUT_PORT, default 8102)."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from werkzeug.serving import run_simple
+
+from sandbox.checkout import PORT
+from sandbox.checkout.app import CheckoutTwin
+
+
+def main() -> None:
+    port = int(os.environ.get("SANDBOX_CHECKOUT_PORT", PORT))
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    run_simple("127.0.0.1", port, CheckoutTwin(public_url=f"http://127.0.0.1:{port}"), threaded=True)
+
+
+if __name__ == "__main__":
+    main()
