@@ -22,6 +22,7 @@ from services.appio.delivery import Deliverer
 from services.appio.domain.delivery import RetryPolicy
 from services.appio.limiter import SendTimeLimiter
 from sportello.edge.kernel import KernelContext, ServiceDatabase
+from sportello.metrics import observed_sleep
 
 log = structlog.get_logger("appio.dispatcher")
 
@@ -35,7 +36,7 @@ class DeliveryEngine(DependencyProvider):
         self.config = AppIOSettings()
         config = self.config
         self.limiter = SendTimeLimiter(config.rate_limit, config.rate_window_seconds + config.rate_margin_seconds,
-                                            sleep=eventlet.sleep)
+                                       sleep=observed_sleep("appio", eventlet.sleep))
         self.clients = IOClients(lambda base_url: IOServicesClient(
             base_url, limiter=self.limiter, timeout=config.http_timeout_seconds,
             connect_timeout=config.connect_timeout_seconds))

@@ -23,6 +23,7 @@ from services.anpr.domain.eservices import EService
 from services.anpr.domain.modi import AuditContext
 from services.anpr.ports import VoucherSource
 from sportello.errors import ConfigurationError
+from sportello.httpclient import metered_client
 from sportello.tenants import Tenant
 
 EVIDENCE_REUSE_MARGIN = 90  # seconds of validity an evidence must still have to be reused
@@ -33,7 +34,7 @@ class AnprRestClient:
 
     def __init__(self, client: httpx.Client | None = None, *, vouchers: VoucherSource | None = None,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time) -> None:
-        self._client = client or httpx.Client(timeout=15.0)
+        self._client = client or metered_client("anpr", timeout=15.0)
         self._vouchers = vouchers or PdndVoucherClient(self._client, sleep=sleep, clock=clock)
         self._sleep = sleep
         self._clock = clock

@@ -16,6 +16,7 @@ from services.anpr.adapters.http import send
 from services.anpr.domain.errors import AnprUnavailable, PdndRejected, PdndUnauthorized
 from services.anpr.domain.pdnd import VoucherCache, client_assertion, sha256_hex, token_form
 from sportello.errors import ConfigurationError
+from sportello.httpclient import metered_client
 from sportello.tenants import PdndConfig, Tenant
 
 
@@ -40,7 +41,7 @@ class PdndVoucherClient:
 
     def __init__(self, client: httpx.Client | None = None, *, cache: VoucherCache | None = None,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time) -> None:
-        self._client = client or httpx.Client(timeout=10.0)
+        self._client = client or metered_client("pdnd", timeout=10.0)
         self._cache = cache or VoucherCache(clock=clock)
         self._sleep = sleep
         self._clock = clock

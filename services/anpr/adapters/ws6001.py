@@ -12,6 +12,7 @@ from services.anpr.domain import ws6001
 from services.anpr.domain.errors import AnprUnavailable
 from services.anpr.domain.ws6001 import CertificateOrder, IssuedDocument
 from sportello.errors import ConfigurationError
+from sportello.httpclient import metered_client
 from sportello.tenants import Tenant
 
 
@@ -19,7 +20,7 @@ class Ws6001Client:
     """A `CertificateAuthority` posting `Richiesta6001` to the tenant's WS 6001 endpoint."""
 
     def __init__(self, client: httpx.Client | None = None, *, sleep: Callable[[float], None] = time.sleep) -> None:
-        self._client = client or httpx.Client(timeout=30.0)
+        self._client = client or metered_client("anpr_ws6001", timeout=30.0)
         self._sleep = sleep
 
     def issue(self, tenant: Tenant, order: CertificateOrder) -> IssuedDocument:

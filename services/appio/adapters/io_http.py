@@ -34,6 +34,7 @@ from services.appio.domain.errors import (
 )
 from services.appio.domain.messages import MessageContent
 from services.appio.ports import IOMessageStatus, Profile, ServiceKeys
+from sportello.httpclient import metered_client
 from sportello.ratelimit import parse_retry_after
 
 logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines carry URLs (getMessage has the CF)
@@ -75,8 +76,8 @@ class IOServicesClient:
         self._limiter = limiter or _Unlimited()
         self._clock = clock
         self._prefer_secondary: dict[str, float] = {}
-        self._http = httpx.Client(
-            timeout=httpx.Timeout(timeout, connect=connect_timeout), transport=transport,
+        self._http = metered_client(
+            "appio", timeout=httpx.Timeout(timeout, connect=connect_timeout), transport=transport,
             headers={"Accept": "application/json", "User-Agent": "sportello-appio"},
             follow_redirects=False,
         )

@@ -9,13 +9,14 @@ from __future__ import annotations
 import httpx
 
 from services.spid.domain.errors import ProviderUnavailable
+from sportello.httpclient import metered_client
 
 MAX_BODY_BYTES = 256 * 1024
 
 
 class HttpOidc:
     def __init__(self, timeout_seconds: float = 8.0, transport: httpx.BaseTransport | None = None) -> None:
-        self.client = httpx.Client(timeout=timeout_seconds, follow_redirects=False, transport=transport)
+        self.client = metered_client("cie", timeout=timeout_seconds, follow_redirects=False, transport=transport)
 
     def _answer(self, response: httpx.Response) -> tuple[int, str, str]:
         if response.status_code == 429 or response.status_code >= 500:
