@@ -6,6 +6,7 @@ without importing each other.
 
 from __future__ import annotations
 
+import json
 from functools import partial
 from typing import Any
 
@@ -16,7 +17,7 @@ from werkzeug.wrappers import Request, Response
 
 from gateway.errors import problem
 from sportello.edge.kernel import safe_correlation_id
-from sportello.errors import SportelloError
+from sportello.errors import SportelloError, ValidationFailed
 
 log = structlog.get_logger("gateway")
 
@@ -49,3 +50,41 @@ class ApiRoute(HttpRequestHandler):
 
 
 api = ApiRoute.decorator
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(json.dumps(body), status=status, mimetype="application/json", headers=headers or {})
+
+
+def json_object(request: Request, *, limit: int, allowed: tuple[str, ...] | None = None,
+                empty_ok: bool = False) -> dict[str, Any]:
+    """The request's JSON object body, or a typed 400 saying exactly what is wrong with it."""
+    if (request.content_length or 0) > limit:
+        raise ValidationFailed("request body too large")
+    raw = request.get_data(as_text=True)
+    if not raw and empty_ok:
+        return {}
+    if request.mimetype != "application/json":
+        raise ValidationFailed("send application/json")
+    try:
+        payload = json.loads(raw or "null")
+    except ValueError:
+        raise ValidationFailed("body is not valid JSON") from None
+    if not isinstance(payload, dict):
+        raise ValidationFailed("body must be a JSON object")
+    if allowed is not None:
+        unknown = sorted(set(payload) - set(allowed))
+        if unknown:
+            raise ValidationFailed(f"unknown field(s): {', '.join(unknown)}")
+    return payload
+
+
+def int_arg(request: Request, name: str, default: int) -> int:
+    """An integer query parameter (absent: `default`)."""
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValidationFailed(f"{name} must be an integer") from None

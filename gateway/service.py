@@ -32,7 +32,7 @@ from sportello.asyncapi import asyncapi_document
 from sportello.edge.kernel import SETTINGS_CONFIG_KEY, RequestContextProvider
 from sportello.edge.metrics import MetricsProvider
 from sportello.edge.rpc import call_with_deadline, gather_with_deadline, register_remote_errors
-from sportello.errors import SportelloError
+from sportello.errors import Forbidden, SportelloError
 from sportello.settings import SERVICE_NAMES, Settings, load_settings
 from sportello.tokens import Principal, Role
 from sportello.version import __version__
@@ -111,6 +111,13 @@ class GatewayService(AuthRoutes, PaymentRoutes, RegistryRoutes, MessageRoutes):
         """Call a service over RPC within the configured deadline (nameko's proxy has none)."""
         return call_with_deadline(method, *args, timeout=self.settings.rpc_timeout_seconds,
                                   on_timeout=UpstreamTimeout("a service did not answer in time"), **kwargs)
+
+    def authenticate_tenant(self, request: Request, tenant: str, *roles: Role) -> Principal:
+        """The verified caller, who must belong to the Comune named in the path."""
+        principal = self.authenticate(request, *roles)
+        if principal.tenant != tenant:
+            raise Forbidden("this token belongs to another Comune")
+        return principal
 
     def authenticate(self, request: Request, *roles: Role) -> Principal:
         """The verified caller (any role when none is named); binds its tenant to the request."""

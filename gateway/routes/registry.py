@@ -9,35 +9,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
 import services.anpr.domain.errors  # noqa: F401 - anpr's errors arrive typed over RPC
-from gateway.http import api
-from sportello.errors import Forbidden, ValidationFailed
+from gateway.http import api, json_object, json_response
+from sportello.errors import ValidationFailed
 from sportello.tokens import Principal, Role
 
 MAX_JSON_BYTES = 64 * 1024
 MAX_VERIFY_BYTES = 12 * 1024 * 1024
 BACK_OFFICE: tuple[Role, Role] = ("operator", "admin")
-
-
-def _json(body: Any, status: int = 200) -> Response:
-    return Response(json.dumps(body), status=status, mimetype="application/json")
-
-
-def _body(request: Request, limit: int = MAX_JSON_BYTES) -> dict[str, Any]:
-    if request.content_length is not None and request.content_length > limit:
-        raise ValidationFailed("request body too large")
-    try:
-        data = json.loads(request.get_data(cache=False) or b"{}")
-    except ValueError:
-        raise ValidationFailed("the body must be JSON") from None
-    if not isinstance(data, dict):
-        raise ValidationFailed("the body must be a JSON object")
-    return data
 
 
 def _actor(principal: Principal, role: str) -> dict[str, Any]:
@@ -69,36 +52,35 @@ class RegistryRoutes:
 
     call: Any
     authenticate: Any
+    authenticate_tenant: Any
     anpr: Any
 
     def _registry_principal(self, request: Request, tenant: str, *roles: Role) -> Principal:
-        principal: Principal = self.authenticate(request, *roles)
-        if principal.tenant != tenant:
-            raise Forbidden("this token belongs to another Comune")
+        principal: Principal = self.authenticate_tenant(request, tenant, *roles)
         return principal
 
     @api("GET", "/v1/tenants/<tenant>/certificates/catalogue")
     def certificate_catalogue(self, request: Request, tenant: str) -> Response:
         self._registry_principal(request, tenant)
-        return _json(self.call(self.anpr.certificate_catalogue))
+        return json_response(self.call(self.anpr.certificate_catalogue))
 
     @api("POST", "/v1/tenants/<tenant>/certificates")
     def request_certificate(self, request: Request, tenant: str) -> Response:
         principal = self._registry_principal(request, tenant, "citizen", *BACK_OFFICE)
-        data = _body(request)
+        data = json_object(request, limit=MAX_JSON_BYTES, empty_ok=True)
         certificate_type = _optional_int(data, "certificate_type")
         if certificate_type is None:
             raise ValidationFailed("certificate_type is required")
         result = self.call(self.anpr.request_certificate, tenant, _actor(principal, "citizen"), certificate_type,
                            exemption=_optional_int(data, "exemption"),
                            exemption_description=data.get("exemption_description"))
-        return _json(result, 202 if result["status"] == "awaiting_payment" else 201)
+        return json_response(result, 202 if result["status"] == "awaiting_payment" else 201)
 
     @api("GET", "/v1/tenants/<tenant>/certificates/<request_id>")
     def certificate_status(self, request: Request, tenant: str, request_id: str) -> Response:
         principal = self._registry_principal(request, tenant)
         role = "operator" if principal.has_role(*BACK_OFFICE) else "citizen"
-        return _json(self.call(self.anpr.certificate_status, tenant, _actor(principal, role), request_id))
+        return json_response(self.call(self.anpr.certificate_status, tenant, _actor(principal, role), request_id))
 
     @api("GET", "/v1/tenants/<tenant>/certificates/<request_id>/document")
     def certificate_document(self, request: Request, tenant: str, request_id: str) -> Response:
@@ -111,14 +93,14 @@ class RegistryRoutes:
     @api("POST", "/v1/tenants/<tenant>/registry/lookups")
     def lookup_resident(self, request: Request, tenant: str) -> Response:
         principal = self._registry_principal(request, tenant, *BACK_OFFICE)
-        data = _body(request)
-        return _json(self.call(self.anpr.lookup_resident, tenant, _actor(principal, "operator"),
+        data = json_object(request, limit=MAX_JSON_BYTES, empty_ok=True)
+        return json_response(self.call(self.anpr.lookup_resident, tenant, _actor(principal, "operator"),
                                str(data.get("fiscal_code") or ""), str(data.get("reason") or "")))
 
     @api("POST", "/v1/tenants/<tenant>/registry/certificates")
     def issue_at_counter(self, request: Request, tenant: str) -> Response:
         principal = self._registry_principal(request, tenant, *BACK_OFFICE)
-        data = _body(request)
+        data = json_object(request, limit=MAX_JSON_BYTES, empty_ok=True)
         certificate_type = _optional_int(data, "certificate_type")
         if certificate_type is None:
             raise ValidationFailed("certificate_type is required")
@@ -127,16 +109,16 @@ class RegistryRoutes:
                            exemption_description=data.get("exemption_description"),
                            subject=str(data.get("fiscal_code") or ""), at_counter=True,
                            reason=str(data.get("reason") or "") or None, requester=_requester(data))
-        return _json(result, 202 if result["status"] == "awaiting_payment" else 201)
+        return json_response(result, 202 if result["status"] == "awaiting_payment" else 201)
 
     @api("GET", "/v1/tenants/<tenant>/registry/audit")
     def registry_audit(self, request: Request, tenant: str) -> Response:
         principal = self._registry_principal(request, tenant, *BACK_OFFICE)
-        return _json({"entries": self.call(self.anpr.audit_trail, tenant, _actor(principal, "operator"))})
+        return json_response({"entries": self.call(self.anpr.audit_trail, tenant, _actor(principal, "operator"))})
 
     @api("GET", "/v1/public/tenants/<tenant>/certificates/verify/<code>")
     def verify_code(self, request: Request, tenant: str, code: str) -> Response:
-        return _json(self.call(self.anpr.verify_certificate, tenant, code))
+        return json_response(self.call(self.anpr.verify_certificate, tenant, code))
 
     @api("GET", "/v1/public/tenants/<tenant>/certificates/verify/<code>/qr")
     def verification_qr(self, request: Request, tenant: str, code: str) -> Response:
@@ -146,11 +128,11 @@ class RegistryRoutes:
 
     @api("POST", "/v1/public/tenants/<tenant>/certificates/verify")
     def verify_document(self, request: Request, tenant: str) -> Response:
-        data = _body(request, MAX_VERIFY_BYTES)
+        data = json_object(request, limit=MAX_VERIFY_BYTES, empty_ok=True)
         document = data.get("document_base64")
         if document is not None:
             try:
                 base64.b64decode(str(document), validate=True)
             except (binascii.Error, ValueError):
                 raise ValidationFailed("document_base64 is not base64") from None
-        return _json(self.call(self.anpr.verify_certificate, tenant, str(data.get("code") or ""), document))
+        return json_response(self.call(self.anpr.verify_certificate, tenant, str(data.get("code") or ""), document))
