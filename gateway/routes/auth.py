@@ -16,14 +16,10 @@ from urllib.parse import urlencode
 from werkzeug.wrappers import Request, Response
 
 import services.spid.domain.errors  # noqa: F401 - login errors arrive typed from `spid`
-from gateway.http import api
-from sportello.errors import Forbidden, ValidationFailed
+from gateway.http import api, json_response
+from sportello.errors import ValidationFailed
 
 MAX_FORM_BYTES = 512 * 1024
-
-
-def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps(body), status=status, mimetype="application/json", headers=headers or {})
 
 
 def _no_store(response: Response) -> Response:
@@ -53,6 +49,7 @@ class AuthRoutes:
     spid: Any
     call: Any
     authenticate: Any
+    authenticate_tenant: Any
 
     @api("GET", "/v1/tenants/<tenant>/auth/spid/metadata")
     def spid_metadata(self, request: Request, tenant: str) -> Response:
@@ -61,7 +58,7 @@ class AuthRoutes:
 
     @api("GET", "/v1/tenants/<tenant>/auth/spid/idps")
     def spid_idps(self, request: Request, tenant: str) -> Response:
-        return _json({"identity_providers": self.call(self.spid.identity_providers, tenant)})
+        return json_response({"identity_providers": self.call(self.spid.identity_providers, tenant)})
 
     @api("GET", "/v1/tenants/<tenant>/auth/spid/login")
     def spid_login(self, request: Request, tenant: str) -> Response:
@@ -88,7 +85,7 @@ class AuthRoutes:
         if done.get("return_url"):
             location = f"{done['return_url']}{'&' if '?' in done['return_url'] else '?'}{urlencode({'code': done['code']})}"  # noqa: E501
             return _no_store(Response("", status=303, headers={"Location": location}))
-        return _no_store(_json({"code": done["code"], "expires_in": done["expires_in"]}))
+        return _no_store(json_response({"code": done["code"], "expires_in": done["expires_in"]}))
 
     @api("POST", "/v1/tenants/<tenant>/auth/token")
     def auth_token(self, request: Request, tenant: str) -> Response:
@@ -100,17 +97,15 @@ class AuthRoutes:
             tokens = self.call(self.spid.refresh, tenant, form["refresh_token"])
         else:
             raise ValidationFailed("send grant_type=authorization_code with code, or refresh_token with refresh_token")
-        return _no_store(_json(tokens))
+        return _no_store(json_response(tokens))
 
     @api("POST", "/v1/tenants/<tenant>/auth/logout")
     def auth_logout(self, request: Request, tenant: str) -> Response:
-        principal = self.authenticate(request)
-        if principal.tenant != tenant:
-            raise Forbidden("this token belongs to another Comune")
+        principal = self.authenticate_tenant(request, tenant)
         form = _body(request)
         if not form.get("refresh_token"):
             raise ValidationFailed("refresh_token missing")
-        return _no_store(_json(self.call(self.spid.logout, tenant, principal.subject, form["refresh_token"])))
+        return _no_store(json_response(self.call(self.spid.logout, tenant, principal.subject, form["refresh_token"])))
 
     @api("GET,POST", "/v1/tenants/<tenant>/auth/spid/slo")
     def spid_slo(self, request: Request, tenant: str) -> Response:
@@ -135,7 +130,7 @@ class AuthRoutes:
             if reply["binding"] == "redirect":
                 return _no_store(Response("", status=302, headers={"Location": reply["url"]}))
             return _no_store(Response(reply["html"], status=200, mimetype="text/html"))
-        return _no_store(_json({"status": done["status"], "tenant": tenant}))
+        return _no_store(json_response({"status": done["status"], "tenant": tenant}))
 
     # -- CIE (OpenID Connect Federation) ------------------------------------------------------------
     @api("GET", "/v1/tenants/<tenant>/auth/cie/.well-known/openid-federation")
@@ -166,4 +161,4 @@ class AuthRoutes:
         if done.get("return_url"):
             location = f"{done['return_url']}{'&' if '?' in done['return_url'] else '?'}{urlencode({'code': done['code']})}"  # noqa: E501
             return _no_store(Response("", status=303, headers={"Location": location}))
-        return _no_store(_json({"code": done["code"], "expires_in": done["expires_in"]}))
+        return _no_store(json_response({"code": done["code"], "expires_in": done["expires_in"]}))
