@@ -74,7 +74,7 @@ class RegistryRoutes:
         result = self.call(self.anpr.request_certificate, tenant, _actor(principal, "citizen"), certificate_type,
                            exemption=_optional_int(data, "exemption"),
                            exemption_description=data.get("exemption_description"))
-        return json_response(result, 202 if result["status"] == "awaiting_payment" else 201)
+        return json_response(result, 201 if result["status"] == "issued" else 202)
 
     @api("GET", "/v1/tenants/<tenant>/certificates/<request_id>")
     def certificate_status(self, request: Request, tenant: str, request_id: str) -> Response:
@@ -109,7 +109,7 @@ class RegistryRoutes:
                            exemption_description=data.get("exemption_description"),
                            subject=str(data.get("fiscal_code") or ""), at_counter=True,
                            reason=str(data.get("reason") or "") or None, requester=_requester(data))
-        return json_response(result, 202 if result["status"] == "awaiting_payment" else 201)
+        return json_response(result, 201 if result["status"] == "issued" else 202)
 
     @api("GET", "/v1/tenants/<tenant>/registry/audit")
     def registry_audit(self, request: Request, tenant: str) -> Response:

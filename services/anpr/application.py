@@ -23,10 +23,12 @@ from services.anpr.domain import certificates as catalogue
 from services.anpr.domain import eservices
 from services.anpr.domain.errors import (
     AnprRefused,
+    AnprUnavailable,
     IssueInProgress,
     NotCertifiable,
     QuotaExhausted,
     ResidentNotFound,
+    UpstreamRateLimited,
 )
 from services.anpr.domain.modi import AuditContext
 from services.anpr.domain.ws6001 import CertificateOrder, Person
@@ -200,7 +202,10 @@ class AnprApplication:
                     description=f"Imposta di bollo - {kind.description}"[:140], io_service=CERTIFICATE_IO_SERVICE),
                     service=SERVICE, tenant=tenant.id, correlation_id=self.correlation_id(), subject=request_id))
         if not duty.due:
-            self._issue(tenant, request_id, None)
+            try:
+                self._issue(tenant, request_id, None)
+            except (AnprUnavailable, UpstreamRateLimited):
+                pass  # stays `issuing`: retry_stalled_issues obtains it once ANPR answers again
         return self.status(tenant.id, request_id, requester)
 
     def on_payment_completed(self, event: Envelope[Any]) -> None:
@@ -237,6 +242,24 @@ class AnprApplication:
                 | ((table.c.status == "issuing") & (table.c.updated_at < now - ISSUE_LEASE)))
                 .values(status="issuing", updated_at=now))
             return bool(taken.rowcount)
+
+    def retry_stalled_issues(self, limit: int = 50) -> int:
+        """Requests left `issuing` past the lease — ANPR was away when an exempt or counter certificate
+        was issued at once, or a worker died mid-issue — are tried again. Returns how many were issued."""
+        table = models.certificate_requests
+        with self.db.transaction() as session:
+            stalled = session.execute(select(table.c.tenant, table.c.id).where(
+                table.c.status == "issuing", table.c.updated_at < self.clock() - ISSUE_LEASE).limit(limit)).all()
+        issued = 0
+        for tenant_id, request_id in stalled:
+            if not self._take_lease(tenant_id, request_id):
+                continue  # another worker took it meanwhile
+            try:
+                self._issue(self.tenants.get(tenant_id), request_id, None)
+            except SportelloError:
+                continue  # still away: the lease runs out again and the next sweep retries
+            issued += 1
+        return issued
 
     def _release_lease(self, tenant_id: str, request_id: str) -> None:
         table = models.certificate_requests

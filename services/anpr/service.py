@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from nameko.timer import timer
+
 from services.anpr.application import Actor, AnprApplication, require_operator
 from services.anpr.dependencies import AnprPorts
 from services.anpr.domain import certificates
@@ -85,6 +87,10 @@ class AnprService(PlatformService):
         self.request.bind(tenant=tenant)
         require_operator(_actor(actor))
         return self.app.audit_trail(tenant, min(int(limit), 500))
+
+    @timer(interval=60)
+    def retry_stalled_issues(self) -> None:
+        self.app.retry_stalled_issues()
 
     @event_handler("it.sportello.pagopa.payment.completed.v1")
     def on_payment_completed(self, event: Envelope[Any]) -> None:

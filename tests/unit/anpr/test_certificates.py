@@ -225,3 +225,32 @@ def test_verification_qr_encodes_the_public_verification_url(app: AnprApplicatio
     assert qr["svg"].startswith("<svg") and qr["verification_code"] == code
     with pytest.raises(NotFound):
         app.verification_qr("cremona", "AAAA-BBBB-CCCC-DDDD")
+
+
+class AwayOnce:
+    """A CertificateAuthority that is unreachable on its first call, then answers (ANPR had an outage)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    def issue(self, tenant: Any, order: Any) -> Any:
+        self.calls += 1
+        if self.calls == 1:
+            from services.anpr.domain.errors import AnprUnavailable
+
+            raise AnprUnavailable("ANPR did not answer")
+        return self.inner.issue(tenant, order)
+
+
+def test_an_exempt_certificate_caught_by_an_outage_is_issued_by_the_sweep(
+        anpr_database: Database, registry: TenantRegistry, http: httpx.Client) -> None:
+    authority = AwayOnce(Ws6001Client(http, sleep=lambda s: None))
+    app = AnprApplication(anpr_database, registry, AnprRestClient(http, sleep=lambda s: None), authority)
+    waiting = app.request_certificate("cremona", GIULIA, certificate_type=12, exemption=1)
+    assert waiting["status"] == "issuing" and authority.calls == 1
+    assert app.retry_stalled_issues() == 0  # the lease is still running: nobody retries yet
+    app.clock = lambda: datetime.now(UTC) + timedelta(minutes=3)
+    assert app.retry_stalled_issues() == 1
+    assert app.status("cremona", waiting["request_id"], GIULIA)["status"] == "issued"
+    assert app.retry_stalled_issues() == 0 and authority.calls == 2  # issued once, never again
