@@ -1,19 +1,20 @@
 """The certificate flow of DESIGN.md end to end: gateway, the four services and every twin, as real processes.
 
 citizen requests a residence certificate with stamp duty → pagopa creates the €16.00 position on GPD
-→ appio sends it on IO with its payment data → the citizen pays (GPD twin) and the receipt reaches
-pagopa → anpr obtains the certificate from WS 6001 → appio says it is ready → the citizen downloads
-the PDF → anyone verifies it by code, without login; a tampered PDF fails. Also: the exempt path,
-the verification QR, tenant isolation and role checks at the gateway.
+→ appio sends it on IO with its payment data → the citizen pays at a PSP: the Nodo twin calls our
+station through the gateway (paVerifyPaymentNotice, paGetPaymentV2, paSendRTV2) and pagopa records
+the receipt and emits `payment.completed` once → anpr obtains the certificate from WS 6001 → appio
+says it is ready → the citizen downloads the PDF → anyone verifies it by code, without login; a
+tampered PDF fails. Also: the exempt path, the verification QR, tenant isolation and role checks at
+the gateway.
 """
 
 from __future__ import annotations
 
 import base64
 import io
-import uuid
+import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -28,12 +29,15 @@ MARIO = "RSSMRA85T10A562S"  # a resident, on IO
 GIULIA = "BNCGLI90D45D150M"
 OPERATOR = "VRDLGU70A01D150D"  # operator and admin of cremona
 ORG = "00297960197"
+COMPLETED = "it.sportello.pagopa.payment.completed.v1"
 
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    # the twins this flow talks to (tokens are minted as spid would, so no IdP twin is needed)
-    with start_platform(tmp_path_factory.mktemp("certificates"), twins=("gpd", "appio", "pdnd", "anpr")) as running:
+    # the twins this flow talks to (tokens are minted as spid would, so no IdP twin is needed); the
+    # Nodo twin calls the gateway's station (start_platform gives it SANDBOX_NODO_STATION_URL)
+    with start_platform(tmp_path_factory.mktemp("certificates"),
+                        twins=("gpd", "nodo", "appio", "pdnd", "anpr")) as running:
         yield running
 
 
@@ -99,22 +103,53 @@ def test_certificate_with_stamp_duty_from_request_to_verification(platform: Plat
     counts = httpx.get(f"{platform.twins['appio']}/__admin/counts", timeout=10).json()
     assert counts["messages"][MARIO] >= io_before + 1
 
-    # 4. the citizen pays on pagoPA (GPD twin); the receipt reaches pagopa as paSendRT would
-    paid = httpx.post(f"{platform.twins['gpd']}/__twin/pay/{ORG}/{position['notice_number']}", timeout=10)
-    assert paid.status_code == 200, paid.text
-    with platform.rpc() as cluster:
-        receipt = cluster.pagopa.record_payment("cremona", position["notice_number"], f"rcpt-{uuid.uuid4().hex[:10]}",
-                                                datetime.now(UTC).isoformat(), 1600)
-    assert receipt["position"]["status"] == "paid"
+    # 4. the citizen pays at a PSP: the Nodo twin calls our station through the gateway, as pagoPA does
+    def completions(got: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [e for e in got if e["subject"] == position["id"]]
 
-    # 5. anpr obtains the certificate from WS 6001 on payment.completed
-    def issued() -> dict[str, Any] | None:
-        status = httpx.get(f"{certificates(platform)}/{request_id}", headers=citizen, timeout=10).json()
-        return status if status["status"] == "issued" else None
+    with platform.listen(COMPLETED) as tap:
+        paying = httpx.post(f"{platform.twins['nodo']}/__twin/pay",
+                            json={"fiscalCode": ORG, "noticeNumber": position["notice_number"]}, timeout=60)
+        assert paying.status_code == 200, paying.text
+        paid = paying.json()
+        steps = ("verify", "get", "send")
+        assert [paid.get(s, {}).get("outcome") for s in steps] == ["OK", "OK", "OK"], paid  # a failed step ends it
+        assert all(paid[s]["valid"] for s in steps), paid  # every station reply valid against pagoPA's XSDs
+        assert paid["gpd"] == 200  # the GPD twin lists the same receipt in its receipts API
+        receipt_id = paid["receiptId"]
+        [event] = tap.wait(completions, timeout=60, what="payment.completed for the stamp duty")
+        assert event["data"]["receipt_id"] == receipt_id and event["data"]["amount_cents"] == 1600
+        assert event["data"]["purpose"] == "certificate_stamp_duty" and event["data"]["reference"] == request_id
+        seen = httpx.get(platform.url(f"/v1/tenants/cremona/payments/positions/{position['id']}"), headers=citizen,
+                         timeout=10).json()
+        assert seen["status"] == "paid" and seen["receipt_id"] == receipt_id
 
-    status = wait_for(issued, timeout=60, interval=0.5, what="the certificate issued")
-    code = status["certificate"]["verification_code"]
-    assert platform.outbox_types("anpr").count("it.sportello.anpr.certificate.issued.v1") == 1
+        # 5. anpr obtains the certificate from WS 6001 on payment.completed
+        def issued() -> dict[str, Any] | None:
+            status = httpx.get(f"{certificates(platform)}/{request_id}", headers=citizen, timeout=10).json()
+            return status if status["status"] == "issued" else None
+
+        status = wait_for(issued, timeout=60, interval=0.5, what="the certificate issued")
+        code = status["certificate"]["verification_code"]
+        assert platform.outbox_types("anpr").count("it.sportello.anpr.certificate.issued.v1") == 1
+
+        # the same payment seen again changes nothing: the Nodo is told it is already paid, and the
+        # receipt listed by GPD's receipts API is known
+        again = httpx.post(f"{platform.twins['nodo']}/__twin/pay",
+                           json={"fiscalCode": ORG, "noticeNumber": position["notice_number"]}, timeout=60).json()
+        assert again["verify"]["faultCode"] == "PAA_PAGAMENTO_DUPLICATO" and "send" not in again
+        with platform.rpc() as cluster:
+            polled = cluster.pagopa.poll_gpd_receipts("cremona")
+        assert polled.get("known", 0) >= 1 and "applied" not in polled, polled
+
+        # the receipt was recorded once, from the station; payment.completed was emitted and published once
+        recorded = platform.rows("pagopa", "SELECT receipt_id, source, disposition, amount_cents FROM pagopa_receipts"
+                                           " WHERE notice_number = :n", n=position["notice_number"])
+        assert [tuple(r) for r in recorded] == [(receipt_id, "nodo", "applied", 1600)]
+        emitted = [json.loads(r.body) for r in platform.rows("pagopa", "SELECT body FROM outbox WHERE event_type = :t",
+                                                               t=COMPLETED)]
+        assert [e["data"]["receipt_id"] for e in completions(emitted)] == [receipt_id]
+        assert len(completions(tap.drain())) == 1
 
     # 6. appio tells the citizen it is ready
     def ready_message() -> dict[str, Any] | None:
