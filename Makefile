@@ -48,7 +48,7 @@ integration: $(STAMP)
 	$(PYTEST) tests/integration
 
 e2e: $(STAMP)
-	$(ENSURE) rabbitmq
+	$(ENSURE) rabbitmq postgresql xmlsec1
 	$(PYTEST) tests/e2e
 
 # Dockerfile (hadolint), compose, Kubernetes manifests, publiccode.yml, metrics and the CLI

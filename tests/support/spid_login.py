@@ -178,3 +178,59 @@ def cie_browser_login(platform: LoginPlatform, fiscal_code: str, *, level: int =
         assert back.status_code == 302, back.text
         assert back.headers["Location"].startswith(platform.url("/auth/cie/callback?"))
         return browser.get(back.headers["Location"])
+
+
+# -- the SP alone, for AgID's spid-sp-test ------------------------------------------------------------
+SPID_SP_TEST_IDP = "https://localhost:8443"  # the entity id of spid-sp-test's own fake IdP
+
+
+@dataclass
+class RunningSp:
+    gateway: str  # where the gateway listens on this machine
+    public: str  # the origin of the SP's https URLs in its metadata (entity id, ACS, SLO)
+    processes: list[ServiceProcess] = field(default_factory=list)
+
+    def url(self, path: str, tenant: str = "cremona") -> str:
+        return f"{self.gateway}/v1/tenants/{tenant}{path}"
+
+
+@contextmanager
+def running_sp(work: Path, amqp_uri: str, databases: Databases, idp_metadata: Path) -> Iterator[RunningSp]:
+    """`spid` and the gateway only (real processes), Cremona configured as in production.
+
+    Why not `login_platform`: spid-sp-test checks the SP's metadata with the public-SP profile, so
+    the entity id, ACS and SLO must be https without a port, i.e. the defaults derived from the
+    entity id (the gateway behind its TLS front); and the only IdP is the tool's own, whose
+    metadata (`spid_sp_test --idp-metadata`) is read from a file as a tenant may configure it.
+    """
+    secrets_dir = work / "secrets"
+    generate(secrets_dir)
+    gateway_port = free_port()
+    tenants_dir = work / "tenants"
+    tenants_dir.mkdir(parents=True, exist_ok=True)
+    cremona = yaml.safe_load((ROOT / "sandbox" / "tenants" / "cremona.yaml").read_text(encoding="utf-8"))
+    spid = {k: v for k, v in cremona["spid"].items() if k not in {"acs_url", "slo_url", "cie"}}
+    spid["idp_metadata"] = [str(idp_metadata)]
+    cremona["spid"] = spid
+    (tenants_dir / "cremona.yaml").write_text(yaml.safe_dump(cremona, sort_keys=False), encoding="utf-8")
+    entity = str(spid["entity_id"])
+    sp = RunningSp(f"http://127.0.0.1:{gateway_port}", entity[:entity.index("/", len("https://"))])
+    try:
+        env = service_env(amqp_uri, tenants_dir, secrets_dir, work / "data",
+                          SPORTELLO_DATABASE_URL=databases.url("spid"))
+        sp.processes.append(ServiceProcess("spid", env, work).start())
+        gateway_env = service_env(amqp_uri, tenants_dir, secrets_dir, work / "data",
+                                  SPORTELLO_GATEWAY_ADDRESS=f"127.0.0.1:{gateway_port}")
+        sp.processes.append(ServiceProcess("gateway", gateway_env, work).start())
+
+        def ready() -> bool:
+            try:
+                return httpx.get(sp.url("/auth/spid/metadata"), timeout=5).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(ready, timeout=90, interval=0.5, what="spid and the gateway serving the SP metadata")
+        yield sp
+    finally:
+        for process in sp.processes:
+            process.stop()
