@@ -32,6 +32,7 @@ from sportello.asyncapi import asyncapi_document
 from sportello.edge.kernel import SETTINGS_CONFIG_KEY, RequestContextProvider
 from sportello.edge.metrics import MetricsProvider
 from sportello.edge.rpc import call_with_deadline, gather_with_deadline, register_remote_errors
+from sportello.edge.tracing import TracingProvider
 from sportello.errors import Forbidden, SportelloError
 from sportello.settings import SERVICE_NAMES, Settings, load_settings
 from sportello.tokens import Principal, Role
@@ -105,6 +106,7 @@ class GatewayService(AuthRoutes, PaymentRoutes, RegistryRoutes, MessageRoutes):
     appio = RpcProxy("appio")
     auth: Authenticator = AuthProvider()  # type: ignore[assignment]
     metrics = MetricsProvider(http_status=lambda error: HTTP_STATUS.get(error.code, 500))
+    tracing = TracingProvider(http_status=lambda error: HTTP_STATUS.get(error.code, 500))
 
     # -- helpers for routes (not entrypoints) -------------------------------------------------
     def call(self, method: Any, *args: Any, **kwargs: Any) -> Any:

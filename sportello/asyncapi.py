@@ -38,7 +38,8 @@ def asyncapi_document(version: str) -> dict[str, Any]:
         "asyncapi": "2.6.0",
         "info": {"title": "Sportello events", "version": version,
                  "description": "CloudEvents 1.0 (structured mode, JSON) on the `sportello.events` topic exchange; "
-                                "routing key = event type; `tenant` and `correlationid` extensions."},
+                                "routing key = event type; `tenant` and `correlationid` extensions, and the "
+                                "optional distributed-tracing extension `traceparent` (W3C)."},
         "defaultContentType": "application/json",
         "channels": channels,
         "components": {"schemas": {"Envelope": envelope}},

@@ -20,6 +20,8 @@ from sportello.errors import MalformedEvent, UnknownEventType
 
 EVENT_TYPE = re.compile(r"^it\.sportello\.[a-z0-9]+(?:\.[a-z0-9_]+)+\.v[0-9]+$")
 SPECVERSION = "1.0"
+# W3C Trace Context, version 00, with a real (non-zero) trace id and parent id.
+TRACEPARENT = re.compile(r"^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
 class EventPayload(BaseModel):
@@ -59,6 +61,8 @@ class Envelope(BaseModel, Generic[P]):
     datacontenttype: str = "application/json"
     tenant: str = Field(pattern=r"^[a-z][a-z0-9-]{1,62}$")
     correlationid: str = Field(min_length=1, max_length=128)
+    traceparent: str | None = Field(
+        default=None, description="CloudEvents distributed-tracing extension: the W3C traceparent of the producer")
     data: P
 
     @field_validator("specversion")
@@ -67,6 +71,12 @@ class Envelope(BaseModel, Generic[P]):
         if value != SPECVERSION:
             raise ValueError("only CloudEvents 1.0 is accepted")
         return value
+
+    @field_validator("traceparent", mode="before")
+    @classmethod
+    def _traceparent(cls, value: Any) -> str | None:
+        """Tracing is best effort: an unreadable traceparent is dropped, never a reason to reject the event."""
+        return value if isinstance(value, str) and TRACEPARENT.match(value) else None
 
     @field_validator("time")
     @classmethod

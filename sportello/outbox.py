@@ -21,10 +21,17 @@ from sportello.bus import OutgoingEvent
 from sportello.db import Database
 from sportello.events import Envelope
 from sportello.tables import outbox
+from sportello.tracing import current_traceparent
 
 
 def add_event(session: Session, envelope: Envelope[Any]) -> None:
-    """Store `envelope` in the outbox as part of the caller's transaction."""
+    """Store `envelope` in the outbox as part of the caller's transaction.
+
+    The active span's traceparent is stamped on the event (unless it carries one), so the
+    consumer's span joins the trace of the request that caused it.
+    """
+    if envelope.traceparent is None and (traceparent := current_traceparent()) is not None:
+        envelope = envelope.model_copy(update={"traceparent": traceparent})
     session.execute(
         insert(outbox).values(
             event_id=envelope.id,

@@ -127,6 +127,8 @@ class ReliableEventHandler(Consumer):
             self._give_up(message, f"{exc.code}: {exc.detail}", attempts=attempts)
             return
         context_data = {"correlation_id": envelope.correlationid, "tenant": envelope.tenant}
+        if envelope.traceparent:  # the producer's span: the consumer's span joins its trace
+            context_data["traceparent"] = envelope.traceparent
         try:
             self.container.spawn_worker(self, (envelope,), {}, context_data=context_data,
                                         handle_result=partial(self.handle_result, message))

@@ -28,6 +28,7 @@ from sportello.logging import configure_logging  # noqa: E402
 from sportello.metrics import metrics_address, serve  # noqa: E402
 from sportello.settings import load_settings  # noqa: E402
 from sportello.tenants import SecretSource, load_tenants  # noqa: E402
+from sportello.tracing import configure_tracing  # noqa: E402
 from sportello.version import __version__  # noqa: E402
 
 psycogreen.eventlet.patch_psycopg()
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings()
         service_cls = load_component(args[0])
         metrics_at = metrics_address()  # SPORTELLO_METRICS_ADDRESS: /metrics, /healthz, /readyz
+        tracer_provider = configure_tracing(service_cls.name, __version__)  # SPORTELLO_TRACES_EXPORTER
         configure_logging(service_cls.name, settings.log_level, settings.log_format)
         load_tenants(settings.tenants_dir, SecretSource(secrets_dir=settings.secrets_dir))  # fail fast
         extra: dict[str, Any] = {}
@@ -98,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     log.info("service_started", component=args[0])
     runner.wait()
     log.info("service_stopped", component=args[0])
+    if tracer_provider is not None:
+        tracer_provider.shutdown()  # sends what an OTLP batch still holds
     return 0
 
 

@@ -18,6 +18,7 @@ from sportello.edge.messaging import BrokerProvider, dead_letter_recorder
 from sportello.edge.metrics import ServiceMetricsProvider
 from sportello.edge.relay import OutboxRelayProvider
 from sportello.edge.rpc import rpc
+from sportello.edge.tracing import TracingProvider
 from sportello.version import __version__
 
 log = structlog.get_logger("sportello.service")
@@ -35,6 +36,7 @@ class PlatformService:
     dead_letters: DeadLetterStore = DeadLettersProvider()  # type: ignore[assignment]
     broker = BrokerProvider()
     metrics = ServiceMetricsProvider()
+    tracing = TracingProvider()
 
     @rpc
     def health(self) -> dict[str, Any]:

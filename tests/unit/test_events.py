@@ -173,7 +173,7 @@ def test_wrong_specversion() -> None:
 
 
 def test_extra_attribute() -> None:
-    assert "traceparent (extra_forbidden)" in expect_malformed(message(traceparent="00-abc"))
+    assert "partitionkey (extra_forbidden)" in expect_malformed(message(partitionkey="p-1"))
 
 
 @pytest.mark.parametrize("attribute", ["id", "source", "correlationid", "time", "data"])
