@@ -1,5 +1,7 @@
 """`sportello`: the operator's command line.
 
+    sportello tenant add <id> --name ... --into <folder>
+                                                start a new Comune's tenant file (validated)
     sportello tenant validate <file>            check a tenant file (and that its secrets exist)
     sportello tenant check <id>                 can this process reach each national platform?
     sportello dead-letters list <service>       dead letters waiting (over RPC)
@@ -64,6 +66,47 @@ def _secret_names(node: Any) -> Iterator[str]:
     elif isinstance(node, list):
         for item in node:
             yield from _secret_names(item)
+
+
+# --- tenant add ----------------------------------------------------------------------------------
+
+def tenant_add(tenant_id: str, name: str, fiscal_code: str, istat_code: str, ipa_code: str, folder: Path) -> int:
+    """Write `<folder>/<id>.yaml` with the Comune's identity, validated exactly as at start-up.
+
+    The platform sections (pagopa, appio, spid, pdnd) are added by hand afterwards, each secret as
+    `{secret: NAME}` (see docs/runbook.md); `tenant validate` then checks file and secrets together.
+    """
+    target = folder / f"{tenant_id}.yaml"
+    if target.exists():
+        _err(f"{target}: already exists; edit it and run `sportello tenant validate {target}`")
+        return EX_PROBLEM
+    document = {"id": tenant_id, "name": name, "fiscal_code": fiscal_code, "istat_code": istat_code,
+                "ipa_code": ipa_code, "operators": {}}
+    try:
+        Tenant.model_validate(document)
+    except ValueError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                             for e in getattr(exc, "errors", lambda: [])())
+        _err(f"invalid tenant: {problems or type(exc).__name__}")
+        return EX_CONFIG
+    folder.mkdir(parents=True, exist_ok=True)
+    if any(_fiscal_code_of(other) == fiscal_code for other in folder.glob("*.yaml")):
+        _err(f"a tenant with fiscal code {fiscal_code} already exists in {folder}")
+        return EX_PROBLEM
+    header = (f"# {name}: added with `sportello tenant add`. Add the platform sections (pagopa, appio, spid,\n"
+              "# pdnd) as in sandbox/tenants/cremona.yaml, secrets as {secret: NAME}; then\n"
+              f"# `sportello tenant validate {target}`.\n")
+    target.write_text(header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    _out(f"{target}: written; next: add its platform sections, then `sportello tenant validate {target}`")
+    return 0
+
+
+def _fiscal_code_of(path: Path) -> str | None:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    return str(raw.get("fiscal_code")) if isinstance(raw, dict) else None
 
 
 # --- tenant validate -----------------------------------------------------------------------------
@@ -273,6 +316,13 @@ def parser() -> argparse.ArgumentParser:
 
     tenant = commands.add_parser("tenant", help="tenant (Comune) configuration").add_subparsers(
         dest="action", required=True)
+    add = tenant.add_parser("add", help="write a new Comune's tenant file (identity, validated)")
+    add.add_argument("id", help="tenant id: lower-case letters, digits and dashes (e.g. lodi)")
+    add.add_argument("--name", required=True, help='e.g. "Comune di Lodi"')
+    add.add_argument("--fiscal-code", required=True, help="the Comune's 11-digit fiscal code")
+    add.add_argument("--istat-code", required=True, help="6-digit ISTAT code")
+    add.add_argument("--ipa-code", required=True, help="IPA code, e.g. c_e648")
+    add.add_argument("--into", type=Path, help="tenants folder (default: SPORTELLO_TENANTS_DIR)")
     validate = tenant.add_parser("validate", help="validate a tenant file and its secrets")
     validate.add_argument("file", type=Path)
     validate.add_argument("--secrets-dir", help="default: SPORTELLO_SECRETS_DIR")
@@ -315,6 +365,13 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
+        if args.command == "tenant" and args.action == "add":
+            folder = args.into or (Path(os.environ["SPORTELLO_TENANTS_DIR"])
+                                   if os.environ.get("SPORTELLO_TENANTS_DIR") else None)
+            if folder is None:
+                _err("say where: --into <folder> or SPORTELLO_TENANTS_DIR")
+                return EX_CONFIG
+            return tenant_add(args.id, args.name, args.fiscal_code, args.istat_code, args.ipa_code, folder)
         if args.command == "tenant" and args.action == "validate":
             return tenant_validate(args.file, _secrets_dir(args.secrets_dir))
         if args.command == "tenant":

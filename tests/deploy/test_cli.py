@@ -186,3 +186,24 @@ def test_probe_answers_for_a_live_process_and_fails_for_none(running: Running) -
     down = sportello("probe", env={"SPORTELLO_METRICS_ADDRESS": f"127.0.0.1:{free_port()}"})
     assert down.returncode == 1 and "healthz" in down.stderr
     assert sportello("probe").returncode == 78
+
+
+def test_tenant_add_writes_a_valid_file_and_refuses_duplicates(tmp_path: Path) -> None:
+    folder = tmp_path / "tenants"
+    made = sportello("tenant", "add", "lodi", "--name", "Comune di Lodi", "--fiscal-code", "00314470196",
+                     "--istat-code", "098031", "--ipa-code", "c_e648", "--into", str(folder))
+    assert made.returncode == 0, made.stderr
+    written = folder / "lodi.yaml"
+    assert "tenant validate" in made.stdout and written.is_file()
+    checked = sportello("tenant", "validate", str(written), "--secrets-dir", str(tmp_path))
+    assert checked.returncode == 0, checked.stderr
+    again = sportello("tenant", "add", "lodi", "--name", "Comune di Lodi", "--fiscal-code", "00314470196",
+                      "--istat-code", "098031", "--ipa-code", "c_e648", "--into", str(folder))
+    assert again.returncode == 1 and "already exists" in again.stderr
+    same_code = sportello("tenant", "add", "lodi-bis", "--name", "Comune di Lodi", "--fiscal-code", "00314470196",
+                          "--istat-code", "098031", "--ipa-code", "c_e648", "--into", str(folder))
+    assert same_code.returncode == 1 and "fiscal code 00314470196 already exists" in same_code.stderr
+    bad = sportello("tenant", "add", "crema", "--name", "Comune di Crema", "--fiscal-code", "12345678901",
+                    "--istat-code", "019035", "--ipa-code", "c_d142", "--into", str(folder))
+    assert bad.returncode == 78 and "fiscal_code" in bad.stderr
+    assert not (folder / "crema.yaml").exists()
