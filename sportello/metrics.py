@@ -28,6 +28,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from sportello.db import Database
 from sportello.errors import ConfigurationError
@@ -127,12 +128,17 @@ def observed_sleep(limiter: str, sleep: Callable[[float], None]) -> Callable[[fl
     return _sleep
 
 
-class ServiceStateCollector(Collector):
-    """Read at scrape time from the service's own database: outbox lag and pending dead letters."""
+CampaignCounts = Callable[[Session], Iterable[tuple[str, str, int]]]
 
-    def __init__(self, service: str, database: Database) -> None:
+
+class ServiceStateCollector(Collector):
+    """Read at scrape time from the service's own database: outbox lag and pending dead letters,
+    and — for a service that runs campaigns — how many campaign items are in each state."""
+
+    def __init__(self, service: str, database: Database, campaign_counts: CampaignCounts | None = None) -> None:
         self.service = service
         self.database = database
+        self.campaign_counts = campaign_counts
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         up = GaugeMetricFamily("sportello_database_up", "1 when the service's database answered the scrape",
@@ -143,8 +149,13 @@ class ServiceStateCollector(Collector):
                                    labels=["service"])
         letters = GaugeMetricFamily("sportello_dead_letters_pending", "Recorded dead letters not yet replayed",
                                     labels=["service"])
+        campaign = GaugeMetricFamily("sportello_campaign_items", "Campaign items (messages, positions) by state",
+                                     labels=["service", "tenant", "state"])
+        progress: list[tuple[str, str, int]] = []
         try:
             with self.database.transaction() as session:
+                if self.campaign_counts is not None:
+                    progress = list(self.campaign_counts(session))
                 count, first = session.execute(
                     select(func.count(), func.min(outbox.c.created_at)).where(outbox.c.published_at.is_(None))
                 ).one()
@@ -163,7 +174,11 @@ class ServiceStateCollector(Collector):
         pending.add_metric([self.service], int(count))
         oldest.add_metric([self.service], age)
         letters.add_metric([self.service], int(waiting))
+        for tenant, state, count in progress:
+            campaign.add_metric([self.service, tenant, state], int(count))
         yield from (up, pending, oldest, letters)
+        if self.campaign_counts is not None:
+            yield campaign
 
 
 def parse_address(value: str) -> tuple[str, int]:

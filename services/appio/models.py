@@ -8,7 +8,21 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Integer, String, Table, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    select,
+)
+from sqlalchemy.orm import Session
 
 from sportello.db import new_metadata
 
@@ -65,3 +79,11 @@ campaigns = Table(
     Column("note", Text, nullable=True),
     UniqueConstraint("tenant", "dedup_key", name="uq_appio_campaigns_tenant_dedup_key"),
 )
+
+
+def campaign_counts(session: Session) -> list[tuple[str, str, int]]:
+    """Campaign messages by tenant and state, for the `sportello_campaign_items` metric."""
+    rows = session.execute(select(messages.c.tenant, messages.c.state, func.count())
+                           .where(messages.c.campaign_id.is_not(None))
+                           .group_by(messages.c.tenant, messages.c.state))
+    return [(tenant, state, int(count)) for tenant, state, count in rows]

@@ -12,7 +12,7 @@ from typing import Any
 
 import structlog
 
-from services.appio import delivery
+from services.appio import delivery, models
 from services.appio.dependencies import DeliveryEngine
 from services.appio.domain.campaigns import parse_csv
 from services.appio.domain.messages import normalise_fiscal_code
@@ -33,6 +33,7 @@ class AppIOService(PlatformService):
     """App IO: profile checks and messages within IO's limits."""
 
     name = "appio"
+    campaign_counts = staticmethod(models.campaign_counts)  # the campaign-progress metric
 
     engine: DeliveryEngine = DeliveryEngine()  # type: ignore[assignment]
 

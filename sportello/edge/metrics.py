@@ -82,6 +82,8 @@ class ServiceMetricsProvider(MetricsProvider):
     def setup(self) -> None:
         service = self.container.service_name
         if service not in _collected:
-            REGISTRY.register(metrics.ServiceStateCollector(service, self.kernel.database))
+            # a service that runs campaigns says how to count their items (`campaign_counts`)
+            counts = getattr(self.container.service_cls, "campaign_counts", None)
+            REGISTRY.register(metrics.ServiceStateCollector(service, self.kernel.database, counts))
             metrics.readiness.add("database", metrics.database_answers(self.kernel.database))
             _collected.add(service)
