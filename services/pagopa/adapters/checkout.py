@@ -18,6 +18,7 @@ import structlog
 from services.pagopa.domain.errors import CheckoutUnavailable
 from services.pagopa.ports import CartNotice, ReturnUrls
 from sportello.errors import ValidationFailed
+from sportello.httpclient import metered_client
 from sportello.tenants import Tenant
 
 log = structlog.get_logger("pagopa.checkout")
@@ -42,7 +43,7 @@ def cart_payload(notices: list[CartNotice], urls: ReturnUrls, *, email: str | No
 class HttpCheckout:
     def __init__(self, *, client: httpx.Client | None = None, attempts: int = 3, backoff_seconds: float = 0.3,
                  sleep: Callable[[float], None] = time.sleep) -> None:
-        self.client = client or httpx.Client(timeout=10.0, follow_redirects=False)
+        self.client = client or metered_client("checkout", timeout=10.0, follow_redirects=False)
         self.attempts = attempts
         self.backoff = backoff_seconds
         self._sleep = sleep

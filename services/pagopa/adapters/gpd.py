@@ -28,6 +28,8 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 from services.pagopa.domain.errors import GpdRejected, GpdUnavailable
 from services.pagopa.domain.positions import PaymentPosition
 from services.pagopa.ports import GpdPosition, ReceiptSummary
+from sportello.httpclient import metered_client
+from sportello.metrics import observed_sleep
 from sportello.ratelimit import SlidingWindowLimiter, parse_retry_after
 from sportello.tenants import Tenant
 
@@ -106,8 +108,8 @@ class HttpGpd:
     def __init__(self, *, limiter: SlidingWindowLimiter | None = None, client: httpx.Client | None = None,
                  timeout: float = 10.0, max_attempts: int = 5, backoff_seconds: float = 0.5,
                  sleep: Callable[[float], None] = time.sleep) -> None:
-        self.limiter = limiter or gpd_limiter()
-        self.client = client or httpx.Client(timeout=timeout)
+        self.limiter = limiter or gpd_limiter(sleep=observed_sleep("gpd", sleep))
+        self.client = client or metered_client("gpd", timeout=timeout)
         self.max_attempts = max_attempts
         self.backoff = backoff_seconds
         self._sleep = sleep
