@@ -78,7 +78,8 @@ def raw_broker_rate(amqp_uri: str, count: int, body: bytes) -> float:
     return count / (time.perf_counter() - started)
 
 
-def sportello_rate(amqp_uri: str, databases: Databases, count: int, work: Path, stages: dict[str, float]) -> float:
+def sportello_rate(amqp_uri: str, databases: Databases, count: int, work: Path, stages: dict[str, float],
+                   consumers: int = 1) -> float:
     secrets_dir = work / "secrets"
     generate(secrets_dir)
     dbs: dict[str, Database] = {}
@@ -90,7 +91,10 @@ def sportello_rate(amqp_uri: str, databases: Databases, count: int, work: Path, 
         TEST_METADATA.create_all(dbs[service].engine)
         env = service_env(amqp_uri, ROOT / "sandbox" / "tenants", secrets_dir, work / "data",
                           SPORTELLO_DATABASE_URL=url, SPORTELLO_LOG_LEVEL="WARNING", TALLY_CONTROLS="off")
-        processes.append(ServiceProcess(f"tests.support.backbone:{service.title()}Service", env, work).start())
+        for replica in range(consumers if service == "tally" else 1):
+            (work / f"{service}-{replica}").mkdir()
+            processes.append(ServiceProcess(f"tests.support.backbone:{service.title()}Service", env,
+                                            work / f"{service}-{replica}").start())
     try:
         def effect_count() -> int:
             with dbs["tally"].transaction() as session:
@@ -142,6 +146,7 @@ def sportello_rate(amqp_uri: str, databases: Databases, count: int, work: Path, 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=3000)
+    parser.add_argument("--consumers", type=int, default=1, help="replicas of the consuming service")
     args = parser.parse_args()
     require_rabbitmq()
     require_postgresql()
@@ -155,11 +160,11 @@ def main() -> int:
     try:
         with isolated_vhost() as amqp_uri:
             raw = raw_broker_rate(amqp_uri, args.events, body)
-            ours = sportello_rate(amqp_uri, databases, args.events, work, stages)
+            ours = sportello_rate(amqp_uri, databases, args.events, work, stages, args.consumers)
     finally:
         databases.drop_all()
     ratio = ours / raw
-    print(f"event pipeline, {args.events} events, {len(body)}-byte envelopes")
+    print(f"event pipeline, {args.events} events, {len(body)}-byte envelopes, {args.consumers} consumer replica(s)")
     print(f"  raw broker (kombu, confirm per message, consumed with acks)  {raw:8.0f} msg/s")
     print(f"  sportello (outbox write -> relay -> inbox claim + effect)     {ours:8.0f} events/s")
     print("  stages (s from the first write): " + ", ".join(f"{k} {v:.2f}" for k, v in stages.items()))
