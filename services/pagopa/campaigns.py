@@ -247,9 +247,12 @@ class Campaigns:
         now = datetime.now(UTC)
         numbers = [number for number, _ in drafts]
         with self.db.transaction() as session:
-            still = set(session.execute(sa.select(campaign_rows.c.row_number).where(
+            query = sa.select(campaign_rows.c.row_number).where(
                 campaign_rows.c.campaign_id == campaign_id, campaign_rows.c.row_number.in_(numbers),
-                campaign_rows.c.status == "pending")).scalars())  # others were settled by another worker
+                campaign_rows.c.status == "pending")
+            if session.get_bind().dialect.name == "postgresql":
+                query = query.with_for_update()  # a second replica settling the same rows waits, then skips them
+            still = set(session.execute(query).scalars())  # others were settled by another worker
             todo = [(n, p) for n, p in drafts if n in still]
             gone = [(n, p) for n, p in todo if n in failed]
             made = [(n, p) for n, p in todo if n not in failed]

@@ -124,7 +124,7 @@ def test_kill_9_midway_creates_each_position_exactly_once(stack: Stack) -> None:
     good = ROWS - len(bad)
     assert bad and good > 100
     # each GPD call takes a while, so the kill lands with rows created and rows pending
-    httpx.post(f"{stack.twin}/__twin/faults", json={"latency_ms": 150, "count": 1_000_000}, timeout=5)
+    httpx.post(f"{stack.twin}/__twin/faults", json={"latency_ms": 250, "count": 1_000_000}, timeout=5)
     pagopa = stack.start_pagopa()
     try:
         with stack.rpc() as cluster:

@@ -109,6 +109,8 @@ def parse_campaign(data: bytes | str, *, campaign_id: str, today: date, default_
         except UnicodeDecodeError:
             raise ValidationFailed("the CSV must be UTF-8 text") from None
     else:
+        if len(data) > MAX_BYTES:
+            raise ValidationFailed(f"the CSV is larger than {MAX_BYTES // (1024 * 1024)} MB")
         text = data.removeprefix("\ufeff")
     if not text.strip():
         raise ValidationFailed("the CSV is empty")
