@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from sportello.db import new_metadata
 
@@ -130,3 +131,10 @@ flow_payments = sa.Table(
     sa.Column("outcome_code", sa.String(1), nullable=False),
     sa.Column("paid_on", sa.Date, nullable=False),
 )
+
+
+def campaign_counts(session: Session) -> list[tuple[str, str, int]]:
+    """Campaign rows by tenant and state, for the `sportello_campaign_items` metric."""
+    rows = session.execute(sa.select(campaign_rows.c.tenant, campaign_rows.c.status, sa.func.count())
+                           .group_by(campaign_rows.c.tenant, campaign_rows.c.status))
+    return [(tenant, status, int(count)) for tenant, status, count in rows]

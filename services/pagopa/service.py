@@ -9,6 +9,7 @@ from typing import Any
 import structlog
 from nameko.timer import timer
 
+from services.pagopa import models
 from services.pagopa.application import Positions, position_view
 from services.pagopa.campaigns import Campaigns
 from services.pagopa.dependencies import PositionsProvider
@@ -30,6 +31,7 @@ class PagoPAService(PlatformService):
     """pagoPA: debt positions, notices, receipts, reconciliation, campaigns."""
 
     name = "pagopa"
+    campaign_counts = staticmethod(models.campaign_counts)  # the campaign-progress metric
     positions: Positions = PositionsProvider()  # type: ignore[assignment]
 
     @rpc

@@ -44,3 +44,23 @@ def test_services_without_campaigns_publish_no_campaign_metric(tmp_path: Path) -
     registry.register(ServiceStateCollector("ledger", Database(url)))
     names = {metric.name for metric in registry.collect()}
     assert "sportello_campaign_items" not in names and "sportello_outbox_pending" in names
+
+
+def test_pagopa_campaign_rows_by_tenant_and_state(tmp_path: Path) -> None:
+    from services.pagopa.models import campaign_counts as pagopa_counts
+    from services.pagopa.models import campaign_rows
+
+    url = f"sqlite:///{tmp_path / 'pagopa.sqlite3'}"
+    upgrade("pagopa", url)
+    database = Database(url)
+    with database.transaction() as session:
+        for n, status in enumerate(["created", "created", "pending", "invalid"]):
+            session.execute(campaign_rows.insert().values(campaign_id="c1", row_number=n + 1, tenant="cremona",
+                                                          status=status))
+    registry = CollectorRegistry()
+    registry.register(ServiceStateCollector("pagopa", database, pagopa_counts))
+    labels = {"service": "pagopa", "tenant": "cremona"}
+    assert registry.get_sample_value("sportello_campaign_items", {**labels, "state": "created"}) == 2
+    assert registry.get_sample_value("sportello_campaign_items", {**labels, "state": "pending"}) == 1
+    assert registry.get_sample_value("sportello_campaign_items", {**labels, "state": "invalid"}) == 1
+    database.dispose()
