@@ -9,18 +9,17 @@ parameter he could change. Everything else is the `pagopa` service's job, over R
 from __future__ import annotations
 
 import base64
-import json
 from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
 import services.pagopa.domain.errors  # noqa: F401 - pagopa's errors arrive typed over RPC
 from gateway.errors import UpstreamTimeout
-from gateway.http import api
+from gateway.http import api, int_arg, json_object, json_response
 from services.pagopa.domain.campaign_csv import MAX_BYTES as MAX_CAMPAIGN_BYTES
 from services.pagopa.domain.nodo import MAX_MESSAGE_BYTES
 from sportello.edge.rpc import call_with_deadline
-from sportello.errors import Forbidden, ValidationFailed
+from sportello.errors import ValidationFailed
 from sportello.tokens import Principal, Role
 
 MAX_JSON_BYTES = 64 * 1024
@@ -30,37 +29,9 @@ BACK_OFFICE: tuple[Role, ...] = ("operator", "admin")
 FILTERS = ("status", "debtor_fiscal_code", "purpose", "campaign_id")
 
 
-def _json(body: Any, status: int = 200) -> Response:
-    return Response(json.dumps(body), status=status, mimetype="application/json")
-
-
 def _pdf(encoded: str, filename: str) -> Response:
     return Response(base64.b64decode(encoded), mimetype="application/pdf",
                     headers={"Content-Disposition": f'inline; filename="{filename}"', "Cache-Control": "no-store"})
-
-
-def _json_body(request: Request) -> dict[str, Any]:
-    if (request.content_length or 0) > MAX_JSON_BYTES:
-        raise ValidationFailed("request body too large")
-    if request.mimetype != "application/json":
-        raise ValidationFailed("send application/json")
-    try:
-        payload = json.loads(request.get_data(as_text=True) or "null")
-    except ValueError:
-        raise ValidationFailed("body is not valid JSON") from None
-    if not isinstance(payload, dict):
-        raise ValidationFailed("body must be a JSON object")
-    return payload
-
-
-def _int(request: Request, name: str, default: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValidationFailed(f"{name} must be an integer") from None
 
 
 def _is_back_office(principal: Principal) -> bool:
@@ -72,13 +43,12 @@ class PaymentRoutes:
 
     call: Any
     authenticate: Any
+    authenticate_tenant: Any
     pagopa: Any
     settings: Any
 
     def _principal(self, request: Request, tenant: str, *roles: Role) -> Principal:
-        principal: Principal = self.authenticate(request, *roles)
-        if principal.tenant != tenant:
-            raise Forbidden("this token belongs to another Comune")
+        principal: Principal = self.authenticate_tenant(request, tenant, *roles)
         return principal
 
     def _own_filter(self, principal: Principal) -> str | None:
@@ -89,40 +59,31 @@ class PaymentRoutes:
     def my_payment_positions(self, request: Request, tenant: str) -> Response:
         principal = self._principal(request, tenant)
         found = self.call(self.pagopa.list_positions, tenant, status=request.args.get("status"),
-                          debtor_fiscal_code=principal.subject, limit=_int(request, "limit", 50),
-                          offset=_int(request, "offset", 0))
-        return _json({"items": found})
+                          debtor_fiscal_code=principal.subject, limit=int_arg(request, "limit", 50),
+                          offset=int_arg(request, "offset", 0))
+        return json_response({"items": found})
 
     @api("GET", "/v1/tenants/<tenant>/payments/positions")
     def list_payment_positions(self, request: Request, tenant: str) -> Response:
         self._principal(request, tenant, *BACK_OFFICE)
         filters = {name: request.args[name] for name in FILTERS if request.args.get(name)}
-        found = self.call(self.pagopa.list_positions, tenant, limit=_int(request, "limit", 50),
-                          offset=_int(request, "offset", 0), **filters)
-        return _json({"items": found})
+        found = self.call(self.pagopa.list_positions, tenant, limit=int_arg(request, "limit", 50),
+                          offset=int_arg(request, "offset", 0), **filters)
+        return json_response({"items": found})
 
     @api("POST", "/v1/tenants/<tenant>/payments/positions")
     def create_payment_position(self, request: Request, tenant: str) -> Response:
         self._principal(request, tenant, *BACK_OFFICE)
-        if (request.content_length or 0) > MAX_JSON_BYTES:
-            raise ValidationFailed("request body too large")
-        if request.mimetype != "application/json":
-            raise ValidationFailed("send application/json")
-        try:
-            payload = json.loads(request.get_data(as_text=True) or "null")
-        except ValueError:
-            raise ValidationFailed("body is not valid JSON") from None
-        if not isinstance(payload, dict):
-            raise ValidationFailed("body must be a JSON object")
+        payload = json_object(request, limit=MAX_JSON_BYTES)
         created = self.call(self.pagopa.create_position, tenant, payload)
-        response = _json(created, 201)
+        response = json_response(created, 201)
         response.headers["Location"] = f"/v1/tenants/{tenant}/payments/positions/{created['id']}"
         return response
 
     @api("GET", "/v1/tenants/<tenant>/payments/positions/<position_id>")
     def get_payment_position(self, request: Request, tenant: str, position_id: str) -> Response:
         principal = self._principal(request, tenant)
-        return _json(self.call(self.pagopa.get_position, tenant, position_id, self._own_filter(principal)))
+        return json_response(self.call(self.pagopa.get_position, tenant, position_id, self._own_filter(principal)))
 
     @api("GET", "/v1/tenants/<tenant>/payments/positions/<position_id>/notice")
     def payment_notice(self, request: Request, tenant: str, position_id: str) -> Response:
@@ -133,14 +94,14 @@ class PaymentRoutes:
     @api("POST", "/v1/tenants/<tenant>/payments/positions/<position_id>/invalidate")
     def invalidate_payment_position(self, request: Request, tenant: str, position_id: str) -> Response:
         self._principal(request, tenant, *BACK_OFFICE)
-        return _json(self.call(self.pagopa.invalidate_position, tenant, position_id))
+        return json_response(self.call(self.pagopa.invalidate_position, tenant, position_id))
 
     @api("GET", "/v1/tenants/<tenant>/payments/notices")
     def payment_notices(self, request: Request, tenant: str) -> Response:
         self._principal(request, tenant, *BACK_OFFICE)
         encoded = self.call(self.pagopa.notices_pdf, tenant, campaign_id=request.args.get("campaign_id"),
-                            status=request.args.get("status", "published"), limit=_int(request, "limit", 500),
-                            offset=_int(request, "offset", 0))
+                            status=request.args.get("status", "published"), limit=int_arg(request, "limit", 500),
+                            offset=int_arg(request, "offset", 0))
         return _pdf(encoded, "avvisi.pdf")
 
     @api("POST", "/v1/tenants/<tenant>/payments/positions/<position_id>/checkout")
@@ -148,13 +109,13 @@ class PaymentRoutes:
         """Start paying online: a pagoPA Checkout cart for the position; the portal redirects the
         citizen to `redirect_url`. A citizen only for his own positions."""
         principal = self._principal(request, tenant)
-        payload = _json_body(request)
+        payload = json_object(request, limit=MAX_JSON_BYTES)
         urls = payload.get("return_urls")
         email = payload.get("email")
         if email is not None and not isinstance(email, str):
             raise ValidationFailed("email must be a string")
         started = self.call(self.pagopa.start_payment, tenant, position_id, urls, self._own_filter(principal), email)
-        return _json(started)
+        return json_response(started)
 
     @api("POST", "/v1/tenants/<tenant>/payments/campaigns")
     def upload_payment_campaign(self, request: Request, tenant: str) -> Response:
@@ -173,20 +134,21 @@ class PaymentRoutes:
         created = call_with_deadline(self.pagopa.upload_campaign, tenant, request.args.get("name", ""), text,
                                      timeout=max(CAMPAIGN_UPLOAD_SECONDS, self.settings.rpc_timeout_seconds),
                                      on_timeout=UpstreamTimeout("the pagopa service did not answer in time"))
-        response = _json(created, 201)
+        response = json_response(created, 201)
         response.headers["Location"] = f"/v1/tenants/{tenant}/payments/campaigns/{created['campaign_id']}"
         return response
 
     @api("GET", "/v1/tenants/<tenant>/payments/campaigns/<campaign_id>")
     def payment_campaign_progress(self, request: Request, tenant: str, campaign_id: str) -> Response:
         self._principal(request, tenant, *BACK_OFFICE)
-        return _json(self.call(self.pagopa.campaign_progress, tenant, campaign_id))
+        return json_response(self.call(self.pagopa.campaign_progress, tenant, campaign_id))
 
     @api("GET", "/v1/tenants/<tenant>/payments/campaigns/<campaign_id>/report")
     def payment_campaign_report(self, request: Request, tenant: str, campaign_id: str) -> Response:
         self._principal(request, tenant, *BACK_OFFICE)
-        return _json(self.call(self.pagopa.campaign_report, tenant, campaign_id, request.args.get("status") or None,
-                               _int(request, "offset", 0), _int(request, "limit", 1000)))
+        return json_response(self.call(self.pagopa.campaign_report, tenant, campaign_id,
+                                       request.args.get("status") or None, int_arg(request, "offset", 0),
+                                       int_arg(request, "limit", 1000)))
 
     @api("POST", "/v1/pagopa/paForNode")
     def pagopa_station(self, request: Request) -> Response:
