@@ -1,8 +1,10 @@
-"""On PostgreSQL too, the audit trail refuses UPDATE and DELETE (trigger from anpr_0002)."""
+"""The audit trail refuses UPDATE and DELETE in the database itself (trigger from anpr_0002),
+on PostgreSQL (production) and SQLite (the local default) alike."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -14,8 +16,9 @@ from tests.support.servers import Databases
 pytestmark = pytest.mark.integration
 
 
-def test_audit_is_append_only_on_postgresql(databases: Databases) -> None:
-    url = databases.url("anpraudit")
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_audit_is_append_only(backend: str, databases: Databases, tmp_path: Path) -> None:
+    url = databases.url("anpraudit") if backend == "postgresql" else f"sqlite:///{tmp_path / 'anpr.sqlite3'}"
     upgrade("anpr", url)
     engine = sa.create_engine(url)
     try:
