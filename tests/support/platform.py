@@ -162,14 +162,24 @@ class EventTap:
             self.queue.bind_to(EVENTS_EXCHANGE, routing_key=event_type)
         self.queue.unbind_from(EVENTS_EXCHANGE, routing_key="#")
         self.received: list[dict[str, Any]] = []
+        self.redelivered = 0  # copies of an event id already seen
 
     def drain(self) -> list[dict[str, Any]]:
-        """Everything delivered so far (bodies as dicts), accumulated across calls."""
+        """Every distinct event delivered so far (bodies as dicts, by event id), across calls.
+
+        Delivery is at least once by design (a relay republishes what it could not see confirmed;
+        consumers are idempotent), so the same event id arriving twice is one fact, counted in
+        `redelivered`; two facts are two different ids.
+        """
         while True:
             message = self.queue.get(no_ack=True)
             if message is None:
                 return self.received
-            self.received.append(json.loads(message.body))
+            event = json.loads(message.body)
+            if any(seen.get("id") == event.get("id") for seen in self.received):
+                self.redelivered += 1
+                continue
+            self.received.append(event)
 
     def wait(self, predicate: Callable[[list[dict[str, Any]]], Any], *, timeout: float = 30,
              what: str = "events") -> Any:
