@@ -5,7 +5,6 @@ Only the metrics and CLI tests use them; the manifest tests need no server.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,14 +13,8 @@ import httpx
 import pytest
 
 from sandbox.secrets import generate
-from tests.support.processes import ROOT, ServiceProcess, service_env, wait_for
+from tests.support.processes import ROOT, ServiceProcess, free_port, service_env, wait_for
 from tests.support.servers import isolated_vhost, require_rabbitmq
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

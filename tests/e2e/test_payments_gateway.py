@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -32,19 +31,13 @@ from sportello.contracts.anpr import StampDutyRequested
 from sportello.edge.rpc import register_remote_errors
 from sportello.events import new_event
 from sportello.tokens import SigningKey, TokenIssuer
-from tests.support.processes import ROOT, ServiceProcess, service_env, wait_for
+from tests.support.processes import ROOT, ServiceProcess, free_port, service_env, wait_for
 from tests.support.servers import Databases, isolated_vhost, require_postgresql, require_rabbitmq
 
 pytestmark = pytest.mark.e2e
 CITIZEN = "RSSMRA85T10A562S"
 OTHER = "VRDLGU70A01D150D"
 ORG = "00297960197"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

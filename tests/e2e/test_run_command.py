@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,16 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.processes import ROOT, wait_for
+from tests.support.processes import ROOT, free_port, wait_for
 from tests.support.servers import isolated_vhost, require_rabbitmq
 
 pytestmark = pytest.mark.e2e
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _component_pids() -> list[int]:
@@ -32,7 +25,7 @@ def _component_pids() -> list[int]:
 
 def test_run_command_brings_the_platform_up_and_ctrl_c_stops_it(tmp_path: Path) -> None:
     require_rabbitmq()
-    port = _free_port()
+    port = free_port()
     with isolated_vhost() as amqp_uri:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SPORTELLO_")}
         env.update({"SPORTELLO_AMQP_URI": amqp_uri, "SPORTELLO_RUN_DIR": str(tmp_path / "run"),

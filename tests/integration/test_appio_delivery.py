@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -33,18 +32,12 @@ from sportello.bus import ConfirmingPublisher
 from sportello.contracts.pagopa import PaymentPositionCreated
 from sportello.edge.rpc import register_remote_errors
 from sportello.events import new_event
-from tests.support.processes import ROOT, ServiceProcess, service_env, wait_for
+from tests.support.processes import ROOT, ServiceProcess, free_port, service_env, wait_for
 from tests.support.servers import Databases
 
 pytestmark = pytest.mark.integration
 RATE = 60  # per second, on both sides: short tests, same arithmetic as IO's 150 / 5 s
 CONCURRENCY = 8
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,16 +15,10 @@ from nameko.standalone.rpc import ClusterRpcProxy
 from sportello.edge.rpc import register_remote_errors
 from sportello.errors import NotFound
 from sportello.settings import SERVICE_NAMES
-from tests.support.processes import ServiceProcess, service_env, wait_for
+from tests.support.processes import ServiceProcess, free_port, service_env, wait_for
 from tests.support.servers import Databases
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

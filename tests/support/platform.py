@@ -44,18 +44,12 @@ from sportello.edge.rpc import register_remote_errors
 from sportello.events import Envelope
 from sportello.settings import SERVICE_NAMES
 from sportello.tokens import SigningKey, TokenIssuer
-from tests.support.processes import ROOT, ServiceProcess, service_env, wait_for
+from tests.support.processes import ROOT, ServiceProcess, free_port, service_env, wait_for
 from tests.support.servers import Databases, isolated_vhost, require_postgresql, require_rabbitmq
 
 FIXED_GATEWAY_PORT = 8080
 # how each twin's __main__ takes its port (the default convention is SANDBOX_<NAME>_PORT)
 PORT_VARIABLES = {"appio": "APPIO_TWIN_PORT"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _port_open(port: int) -> bool:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import html
 import os
 import re
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,18 +25,12 @@ import yaml
 from nameko.standalone.rpc import ClusterRpcProxy
 
 from sandbox.secrets import generate
-from tests.support.processes import ROOT, ServiceProcess, service_env, wait_for
+from tests.support.processes import ROOT, ServiceProcess, free_port, service_env, wait_for
 from tests.support.servers import Databases
 
 OTHER_TENANT = "lodi"
 _INPUT = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"/>')
 _ACTION = re.compile(r'<form method="post" action="([^"]+)"')
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
