@@ -7,6 +7,7 @@ transaction; if the row already exists the event was applied before and the call
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,3 +44,26 @@ def claim(session: Session, consumer: str, envelope: Envelope[Any]) -> bool:
     except IntegrityError:
         return False
     return True
+
+
+def claim_many(session: Session, consumer: str, envelopes: Sequence[Envelope[Any]]) -> list[Envelope[Any]]:
+    """The envelopes `consumer` has not applied before, claimed in the caller's transaction.
+
+    For batch handlers: one multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING instead of one
+    statement per event. Copies of one event inside the batch count once; order is kept.
+    """
+    unique: dict[str, Envelope[Any]] = {}
+    for envelope in envelopes:
+        unique.setdefault(envelope.id, envelope)
+    if not unique:
+        return []
+    dialect = session.get_bind().dialect.name
+    if dialect not in ("postgresql", "sqlite"):
+        return [envelope for envelope in unique.values() if claim(session, consumer, envelope)]
+    now = datetime.now(UTC)
+    rows = [dict(consumer=consumer, event_id=e.id, event_type=e.type, tenant=e.tenant, processed_at=now)
+            for e in unique.values()]
+    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = dialect_insert(inbox).values(rows).on_conflict_do_nothing().returning(inbox.c.event_id)
+    fresh = set(session.execute(statement).scalars())
+    return [envelope for event_id, envelope in unique.items() if event_id in fresh]

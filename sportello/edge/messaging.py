@@ -9,6 +9,12 @@ cannot decode. Here:
   back; after the last retry it goes to the dead-letter queue with the reason;
 - the original is acked only after that republish is confirmed; if the broker is gone, the
   message is requeued instead. Nothing is acked and dropped.
+
+`@event_handler(type, batch=N)` hands the method a list of up to N envelopes, gathered for at most
+`batch_wait_ms`, so a consumer whose effect is only database rows applies many events in one
+transaction (one commit and one worker instead of N). The messages are acked after the method
+returns; if it raises, each envelope of the batch is run again on its own (a batch of one), so a
+poison event is retried and dead-lettered alone and never holds back its neighbours.
 """
 
 from __future__ import annotations
@@ -37,7 +43,17 @@ log = structlog.get_logger("sportello.messaging")
 
 class SafeQueueConsumer(QueueConsumer):
     """nameko's queue consumer, but a message that cannot be decoded is handed to its provider
-    instead of killing the consumer (and with it the whole service)."""
+    instead of killing the consumer (and with it the whole service).
+
+    Prefetch is nameko's (one unacked message per worker) unless a batching handler needs more:
+    a batch is acked only after its one worker returns, so up to two batches per worker may be
+    unacked at once.
+    """
+
+    @property
+    def prefetch_count(self) -> int:
+        wanted = [getattr(provider, "batch", 1) * 2 for provider in self._providers]
+        return max([int(self.container.max_workers), *wanted])
 
     def get_consumers(self, consumer_cls: Any, channel: Any) -> Any:
         consumers = super().get_consumers(consumer_cls, channel)
@@ -94,10 +110,16 @@ class ReliableEventHandler(Consumer):
     kernel = KernelContext()
     broker = BrokerPublisher()
 
-    def __init__(self, *event_types: str, **kwargs: Any) -> None:
+    def __init__(self, *event_types: str, batch: int = 1, batch_wait_ms: int = 10, **kwargs: Any) -> None:
         if not event_types:
             raise TypeError("event_handler needs at least one event type")
+        if batch < 1 or batch_wait_ms < 0:
+            raise TypeError("event_handler batch must be >= 1 and batch_wait_ms >= 0")
         self.event_types = event_types
+        self.batch = batch
+        self.batch_wait = batch_wait_ms / 1000
+        self._gathered: list[tuple[Any, Any]] = []  # (envelope, message) waiting for their batch
+        self._flush_timer: Any = None
         super().__init__(queue=None, requeue_on_error=False, **kwargs)
 
     def setup(self) -> None:
@@ -126,14 +148,60 @@ class ReliableEventHandler(Consumer):
         except SportelloError as exc:
             self._give_up(message, f"{exc.code}: {exc.detail}", attempts=attempts)
             return
+        if self.batch > 1:
+            self._gather(envelope, message)
+            return
+        self._spawn(envelope, envelope, message)
+
+    def _spawn(self, argument: Any, envelope: Any, message: Any) -> None:
+        """One worker for one message (`argument` is the envelope, or a batch of one)."""
         context_data = {"correlation_id": envelope.correlationid, "tenant": envelope.tenant}
         if envelope.traceparent:  # the producer's span: the consumer's span joins its trace
             context_data["traceparent"] = envelope.traceparent
         try:
-            self.container.spawn_worker(self, (envelope,), {}, context_data=context_data,
+            self.container.spawn_worker(self, (argument,), {}, context_data=context_data,
                                         handle_result=partial(self.handle_result, message))
         except ContainerBeingKilled:
             self.queue_consumer.requeue_message(message)
+
+    # -- batches ----------------------------------------------------------------------------
+    def _gather(self, envelope: Any, message: Any) -> None:
+        self._gathered.append((envelope, message))
+        if len(self._gathered) >= self.batch:
+            self._flush()
+        elif self._flush_timer is None:
+            self._flush_timer = self.container.spawn_managed_thread(self._flush_later)
+
+    def _flush_later(self) -> None:
+        eventlet.sleep(self.batch_wait)
+        self._flush_timer = None
+        self._flush()
+
+    def _flush(self) -> None:
+        batch, self._gathered = self._gathered[: self.batch], self._gathered[self.batch:]
+        if not batch:
+            return
+        envelopes = [envelope for envelope, _ in batch]
+        messages = [message for _, message in batch]
+        context_data = {"correlation_id": str(uuid.uuid4())}  # many correlations: the batch gets its own id
+        try:
+            self.container.spawn_worker(self, (envelopes,), {}, context_data=context_data,
+                                        handle_result=partial(self.handle_batch_result, batch))
+        except ContainerBeingKilled:
+            for message in messages:
+                self.queue_consumer.requeue_message(message)
+
+    def handle_batch_result(self, batch: list[tuple[Any, Any]], worker_ctx: Any, result: Any = None,
+                            exc_info: Any = None) -> Any:
+        if exc_info is None:
+            for _, message in batch:
+                self.queue_consumer.ack_message(message)
+            return result, exc_info
+        log.warning("event_batch_failed_splitting", queue=self.queue_name, size=len(batch),
+                    error=type(exc_info[1]).__name__)
+        for envelope, message in batch:  # each on its own: the failing one is retried alone
+            self._spawn([envelope], envelope, message)
+        return result, exc_info
 
     # -- outcome ----------------------------------------------------------------------------
     def handle_result(self, message: Any, worker_ctx: Any, result: Any = None, exc_info: Any = None) -> Any:

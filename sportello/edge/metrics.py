@@ -56,7 +56,9 @@ class MetricsProvider(DependencyProvider):
             verb = getattr(request, "method", None) or entrypoint.method  # the catch-all route has many
             metrics.HTTP_DURATION.labels(verb, entrypoint.url, str(self._status(result, exc_info))).observe(elapsed)
         elif isinstance(entrypoint, ReliableEventHandler):
-            metrics.EVENTS_HANDLED.labels(service, method, "ok" if exc_info is None else "failed").inc()
+            handled = worker_ctx.args[0] if worker_ctx.args else None
+            count = len(handled) if isinstance(handled, list) else 1  # a batch counts its events
+            metrics.EVENTS_HANDLED.labels(service, method, "ok" if exc_info is None else "failed").inc(count)
             metrics.EVENT_DURATION.labels(service, method).observe(elapsed)
         elif isinstance(entrypoint, DeadLetterRecorder) and exc_info is None:
             metrics.DEAD_LETTERS_RECORDED.labels(service).inc()

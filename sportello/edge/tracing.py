@@ -63,7 +63,9 @@ class TracingProvider(DependencyProvider):
             name, kind = f"{entrypoint.queue_name} process", SpanKind.CONSUMER
             attributes.update({"messaging.system": "rabbitmq", "messaging.operation.type": "process",
                                "messaging.destination.name": entrypoint.queue_name})
-            if envelope is not None:
+            if isinstance(envelope, list):  # a batch: its size, not one event's ids
+                attributes["messaging.batch.message_count"] = len(envelope)
+            elif envelope is not None:
                 attributes.update({"messaging.message.id": envelope.id, "cloudevents.event_type": envelope.type,
                                    "cloudevents.event_id": envelope.id})
         else:

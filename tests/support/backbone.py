@@ -22,7 +22,7 @@ from sportello.edge.messaging import event_handler
 from sportello.edge.rpc import rpc
 from sportello.edge.service import PlatformService
 from sportello.events import Envelope, EventPayload, new_event
-from sportello.inbox import claim
+from sportello.inbox import claim, claim_many
 from sportello.outbox import add_event
 
 TEST_METADATA = new_metadata()
@@ -100,6 +100,23 @@ class TallyService(PlatformService):
         if knobs.get("pause_after_commit"):
             self._mark(event.id, "committed")
             time.sleep(float(knobs["pause_after_commit"]))
+
+
+class BatchTallyService(PlatformService):
+    """`tally` with a batching handler: many events, one transaction (the benchmark compares both)."""
+
+    name = "tally"
+
+    @event_handler(EntryRecorded.event_type, batch=int(os.environ.get("TALLY_BATCH", "100")))
+    def on_entries_recorded(self, events: list[Envelope[EntryRecorded]]) -> None:
+        with self.db.transaction() as session:
+            fresh = claim_many(session, "tally.on_entry_recorded", events)
+            if any(event.data.amount_cents < 0 for event in fresh):
+                raise ValueError("tally refuses a negative entry")  # a poison event, for the tests
+            if fresh:
+                session.execute(insert(effects), [
+                    dict(event_id=event.id, entry_id=event.data.entry_id, amount_cents=event.data.amount_cents,
+                         correlation_id=event.correlationid) for event in fresh])
 
 
 class StockNamekoService:

@@ -9,7 +9,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, s
 
 from sportello.db import Database
 from sportello.events import Envelope, EventPayload, new_event
-from sportello.inbox import claim
+from sportello.inbox import claim, claim_many
 from sportello.tables import inbox
 
 
@@ -124,3 +124,25 @@ def test_claim_survives_across_connections(db_url: str, db: Database) -> None:
         assert handle(other, "appio.on_parcel", envelope) is False
     finally:
         other.dispose()
+
+
+def test_claim_many_returns_only_unseen_events_once_each_in_order(db: Database) -> None:
+    first, second, third = event("p-1"), event("p-2"), event("p-3")
+    with db.transaction() as session:
+        assert claim(session, "appio.batch", second)
+    with db.transaction() as session:
+        fresh = claim_many(session, "appio.batch", [first, second, first, third])
+    assert [envelope.id for envelope in fresh] == [first.id, third.id]
+    with db.transaction() as session:
+        assert claim_many(session, "appio.batch", [first, second, third]) == []
+        assert claim_many(session, "another.consumer", [third]) == [third]
+        assert claim_many(session, "appio.batch", []) == []
+
+
+def test_claim_many_rolls_back_with_the_batch(db: Database) -> None:
+    envelopes = [event(f"p-{i}") for i in range(5)]
+    with pytest.raises(RuntimeError), db.transaction() as session:
+        assert len(claim_many(session, "appio.batch", envelopes)) == 5
+        raise RuntimeError("the batch's effect failed")
+    with db.transaction() as session:
+        assert len(claim_many(session, "appio.batch", envelopes)) == 5  # nothing was kept
