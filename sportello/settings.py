@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     )
     gateway_address: str = Field(default="127.0.0.1:8080", pattern=r"^[0-9A-Za-z.\-\[\]:]+:[0-9]{1,5}$")
     rpc_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    retention_outbox_days: int = Field(default=7, ge=1, description="keep published outbox rows this long")
+    retention_inbox_days: int = Field(default=30, ge=1, description="keep inbox claims (duplicate guard) this long")
+    retention_dead_letters_days: int = Field(default=90, ge=1, description="keep replayed dead letters this long")
 
     @field_validator("amqp_uri")
     @classmethod

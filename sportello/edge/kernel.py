@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from sportello.db import Database
 from sportello.deadletters import DeadLetterStore
+from sportello.retention import RetentionPolicy, prune
 from sportello.settings import Settings, load_settings
 from sportello.tenants import SecretSource, TenantRegistry, load_tenants
 
@@ -81,11 +82,16 @@ class KernelContext(SharedExtension):
 
 
 class ServiceDatabase:
-    """What a worker sees of the database: one verb, `transaction()`."""
+    """What a worker sees of the database: `transaction()`, and `prune_history()` for retention."""
 
-    def __init__(self, database: Database, on_commit: threading.Event) -> None:
+    def __init__(self, database: Database, on_commit: threading.Event,
+                 retention: RetentionPolicy = RetentionPolicy()) -> None:
         self._database = database
         self._on_commit = on_commit
+        self._retention = retention
+
+    def prune_history(self) -> dict[str, int]:
+        return prune(self._database, self._retention)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -98,7 +104,11 @@ class DatabaseProvider(DependencyProvider):
     kernel = KernelContext()
 
     def get_dependency(self, worker_ctx: Any) -> ServiceDatabase:
-        return ServiceDatabase(self.kernel.database, self.kernel.wake_relay)
+        settings = self.kernel.settings
+        retention = RetentionPolicy(outbox_days=settings.retention_outbox_days,
+                                    inbox_days=settings.retention_inbox_days,
+                                    dead_letters_days=settings.retention_dead_letters_days)
+        return ServiceDatabase(self.kernel.database, self.kernel.wake_relay, retention)
 
 
 class TenantsProvider(DependencyProvider):

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import structlog
+from nameko.timer import timer
 
 import sportello.contracts  # noqa: F401 - registers every event type this service may receive
 from sportello.deadletters import DeadLetterStore, IncomingDeadLetter
@@ -79,6 +80,17 @@ class PlatformService:
         letter = self.dead_letters.replay(int(letter_id), self.broker, tenant=tenant)
         log.info("dead_letter_replayed", dead_letter=letter.id, queue=letter.queue)
         return letter.as_dict()
+
+    @rpc
+    def prune_history(self) -> dict[str, int]:
+        """Delete published outbox rows, old inbox claims and old replayed dead letters now."""
+        removed = self.db.prune_history()
+        log.info("history_pruned", **removed)
+        return removed
+
+    @timer(interval=3600)
+    def prune_history_hourly(self) -> None:
+        self.prune_history()
 
     @dead_letter_recorder
     def record_dead_letter(self, letter: IncomingDeadLetter) -> None:

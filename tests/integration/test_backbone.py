@@ -129,6 +129,8 @@ def test_every_shared_entrypoint_answers_over_rpc(backbone: Backbone) -> None:
         assert health["checks"]["database"] == {"status": "ok"}
         assert health["checks"]["tenants"] == 1
         assert backbone.rpc(service, "list_dead_letters", tenant="cremona") == []
+        removed = backbone.rpc(service, "prune_history")  # nothing is old enough yet
+        assert removed == {"outbox": 0, "inbox": 0, "dead_letters": 0}
 
 
 def test_state_change_and_event_take_effect_once_with_correlation_id(backbone: Backbone) -> None:
