@@ -2,7 +2,9 @@
 
 Keys: CIE_TA_TWIN_KEY, CIE_OP_TWIN_FEDERATION_KEY, CIE_OP_TWIN_CORE_KEY in SPORTELLO_SECRETS_DIR
 (created when missing). Federation members the trust anchor vouches for: SANDBOX_CIE_RPS,
-comma-separated RP entity ids (default: Cremona's on the local gateway).
+comma-separated RP entity ids (default: Cremona's on the local gateway). SANDBOX_CIE_INTERMEDIATE=1
+puts the OP under an intermediate authority (`/ia`, key CIE_IA_TWIN_KEY): a two-hop chain.
+SANDBOX_CIE_REQUIRE_RP_TRUST_MARK=1: the OP admits only RPs showing the anchor's RP trust mark.
 """
 
 from __future__ import annotations
@@ -44,7 +46,10 @@ def main() -> None:
         "SANDBOX_CIE_RPS", "http://127.0.0.1:8080/v1/tenants/cremona/auth/cie").split(",") if u.strip()]
     federation = Federation(base=base, ta_key=_key(folder, "CIE_TA_TWIN_KEY"),
                             op_federation_key=_key(folder, "CIE_OP_TWIN_FEDERATION_KEY"),
-                            op_core_key=_key(folder, "CIE_OP_TWIN_CORE_KEY"), members=tuple(rps))
+                            op_core_key=_key(folder, "CIE_OP_TWIN_CORE_KEY"), members=tuple(rps),
+                            intermediate=os.environ.get("SANDBOX_CIE_INTERMEDIATE") == "1",
+                            ia_key=_key(folder, "CIE_IA_TWIN_KEY"),
+                            require_rp_trust_mark=os.environ.get("SANDBOX_CIE_REQUIRE_RP_TRUST_MARK") == "1")
     run_simple("127.0.0.1", port, CieOpTwin(federation, _fetch), threaded=True)
 
 

@@ -1,11 +1,17 @@
 """The CIE OP + trust anchor twin as a WSGI app.
 
-Trust anchor: `/ta/.well-known/openid-federation`, `/ta/fetch?sub=`. OpenID Provider:
+Trust anchor: `/ta/.well-known/openid-federation`, `/ta/fetch?sub=`, `/ta/resolve?sub=&anchor=`,
+`/ta/trust_mark?sub=&trust_mark_id=`. Intermediate (when enabled): `/ia/.well-known/openid-federation`,
+`/ia/fetch?sub=`. OpenID Provider:
 `/op/.well-known/openid-federation`, `/op/authorization` (a citizen picker; header X-Cie-Ticket),
 `POST /op/login` (ticket, fiscal_code, action=login|cancel -> 302 to the RP's redirect_uri),
-`POST /op/token` (private_key_jwt + PKCE), `GET /op/userinfo` (signed, then encrypted).
+`POST /op/token` (private_key_jwt; authorization_code + PKCE, or refresh_token when the login asked
+`offline_access` with prompt consent and accepted SpidL1, as the reference OP; refresh tokens
+rotate), `GET /op/userinfo` (signed, then encrypted), `POST /op/revocation` (RFC 7009: revokes
+the token and the grant it belongs to), `POST /op/introspection`.
 Faults for the token endpoint: `POST /_faults {"latency": s, "status": 429|5xx, "retry_after": s,
-"malformed": true}` (malformed: userinfo is not a JWE).
+"malformed": true, "chain": [...]}` (malformed: userinfo is not a JWE; chain: the federation's
+`chain_faults`, see provider.py).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from sandbox.spid_idp.idp import CITIZENS
 from services.spid.domain import saml
 from services.spid.domain.federation import STATEMENT_MEDIA_TYPE, WELL_KNOWN
 
-FAULT_KEYS = {"latency", "status", "retry_after", "malformed"}
+FAULT_KEYS = {"latency", "status", "retry_after", "malformed", "chain"}
 CODE_LIFETIME = 60
 
 
@@ -40,6 +46,8 @@ class CieOpTwin:
         self.tickets: dict[str, dict[str, Any]] = {}  # picker ticket -> request claims + RP metadata
         self.codes: dict[str, dict[str, Any]] = {}  # authorization code -> login
         self.access: dict[str, dict[str, Any]] = {}  # access token -> login
+        self.refresh_tokens: dict[str, dict[str, Any]] = {}  # refresh token -> login (offline_access)
+        self.revoked = 0  # grants ended at the revocation endpoint (tests read it)
         self.faults: dict[str, Any] = {}
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -63,6 +71,16 @@ class CieOpTwin:
             return self._statement(fed.anchor_configuration())
         if path == "/ta/fetch":
             return self._statement(fed.subordinate_statement(request.args.get("sub", ""), self.fetch))
+        if path == "/ta/resolve":
+            return Response(fed.resolve(request.args.get("sub", ""), request.args.get("anchor", ""), self.fetch),
+                            mimetype="application/resolve-response+jwt")
+        if path == "/ta/trust_mark":
+            return Response(fed.trust_mark(request.args.get("trust_mark_id", ""), request.args.get("sub", "")),
+                            mimetype="application/trust-mark+jwt")
+        if path == "/ia" + WELL_KNOWN:
+            return self._statement(fed.intermediate_configuration())
+        if path == "/ia/fetch":
+            return self._statement(fed.intermediate_statement(request.args.get("sub", "")))
         if path == "/op" + WELL_KNOWN:
             return self._statement(fed.provider_configuration())
         if path == "/_faults" and request.method == "POST":
@@ -81,6 +99,10 @@ class CieOpTwin:
             return self.token(request)
         if path == "/op/userinfo":
             return self.userinfo(request)
+        if path == "/op/revocation" and request.method == "POST":
+            return self.revocation(request)
+        if path == "/op/introspection" and request.method == "POST":
+            return self.introspection(request)
         return Response("not found", status=404)
 
     def set_faults(self, faults: dict[str, Any]) -> Response:
@@ -89,6 +111,11 @@ class CieOpTwin:
             raise ValueError(f"unknown faults: {', '.join(sorted(unknown))}")
         if faults.get("status") is not None and int(faults["status"]) not in (429, 500, 502, 503, 504):
             raise ValueError("status must be 429 or 5xx")
+        from sandbox.cie_op.provider import CHAIN_FAULTS
+        chain = set(faults.get("chain") or ())
+        if not chain <= CHAIN_FAULTS:
+            raise ValueError(f"chain faults are {', '.join(sorted(CHAIN_FAULTS))}")
+        self.federation.chain_faults = chain
         self.faults = faults
         return _json(self.faults)
 
@@ -130,8 +157,10 @@ class CieOpTwin:
 
     def token(self, request: Request) -> Response:
         form = {k: v for k, v in request.form.items()}
+        if form.get("grant_type") == "refresh_token":
+            return self.refresh(form)
         if form.get("grant_type") != "authorization_code":
-            raise OidcError("unsupported_grant_type", "only authorization_code")
+            raise OidcError("unsupported_grant_type", "authorization_code or refresh_token")
         login = self.codes.pop(form.get("code", ""), None)
         if login is None or login["expires"] < time.time():
             raise OidcError("invalid_grant", "code unknown, used or expired")
@@ -140,12 +169,60 @@ class CieOpTwin:
             raise OidcError("invalid_grant", "client_id or redirect_uri differ from the authorization request")
         self.federation.check_client_assertion(form, login["rp"])
         self.federation.check_verifier(form.get("code_verifier", ""), claims["code_challenge"])
-        access = secrets.token_urlsafe(32)
+        return self._tokens(login, nonce=claims["nonce"])
+
+    def _tokens(self, login: dict[str, Any], nonce: str | None) -> Response:
+        client_id = login["claims"]["client_id"]
+        access = self.federation.bearer_token(client_id, "access", 600)
         self.access[access] = login
-        id_token = self.federation.id_token(claims["client_id"], login["fiscal_code"], claims["nonce"],
-                                            login["level"])
-        return _json({"access_token": access, "token_type": "Bearer", "expires_in": 600, "id_token": id_token},
-                     headers={"Cache-Control": "no-store"})
+        answer: dict[str, Any] = {"access_token": access, "token_type": "Bearer", "expires_in": 600,
+                                  "id_token": self.federation.id_token(client_id, login["fiscal_code"], nonce,
+                                                                       login["level"])}
+        scopes = str(login["claims"].get("scope", "")).split()
+        acrs = str(login["claims"].get("acr_values", "")).split()
+        # as the reference OP: a refresh token only for offline_access, prompt consent and an L1-capable login
+        if ("offline_access" in scopes and "consent" in str(login["claims"].get("prompt", ""))
+                and saml.LEVELS[1] in acrs):
+            refresh = self.federation.bearer_token(client_id, "refresh", 3600)
+            self.refresh_tokens[refresh] = login
+            answer["refresh_token"] = refresh
+        login.setdefault("tokens", set()).update(t for t in (access, answer.get("refresh_token")) if t)
+        return _json(answer, headers={"Cache-Control": "no-store"})
+
+    def refresh(self, form: dict[str, str]) -> Response:
+        login = self.refresh_tokens.pop(form.get("refresh_token", ""), None)  # single use: rotated
+        if login is None or form.get("client_id") != login["claims"]["client_id"]:
+            raise OidcError("invalid_grant", "refresh token unknown, used or revoked")
+        self.federation.check_client_assertion(form, login["rp"])
+        return self._tokens(login, nonce=None)
+
+    def _client(self, form: dict[str, str], endpoint: str) -> dict[str, Any]:
+        rp = self.federation.relying_party(form.get("client_id", ""), self.fetch)
+        self.federation.check_client_assertion(form, rp, endpoint)
+        return rp
+
+    def revocation(self, request: Request) -> Response:
+        """RFC 7009: the token's whole grant (access and refresh tokens) ends; unknown tokens are fine."""
+        form = {k: v for k, v in request.form.items()}
+        self._client(form, "revocation_endpoint")
+        token = form.get("token", "")
+        login = self.access.get(token) or self.refresh_tokens.get(token)
+        if login is not None and login["claims"]["client_id"] == form.get("client_id"):
+            for issued in login.get("tokens", ()):
+                self.access.pop(issued, None)
+                self.refresh_tokens.pop(issued, None)
+            self.revoked += 1
+        return Response("", status=200)
+
+    def introspection(self, request: Request) -> Response:
+        form = {k: v for k, v in request.form.items()}
+        self._client(form, "introspection_endpoint")
+        token = form.get("token", "")
+        login = self.access.get(token) or self.refresh_tokens.get(token)
+        if login is None or login["claims"]["client_id"] != form.get("client_id"):
+            return _json({"active": False})
+        return _json({"active": True, "client_id": form["client_id"], "scope": login["claims"].get("scope"),
+                      "sub": self.federation.pairwise(form["client_id"], login["fiscal_code"])})
 
     def userinfo(self, request: Request) -> Response:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")

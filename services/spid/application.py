@@ -222,15 +222,61 @@ class LoginApplication:
             return self._tokens(row, tenant, session, now)
 
     def refresh(self, tenant_id: str, refresh_token: str) -> dict[str, Any]:
+        """Rotate our refresh token; a CIE session holding the OP's refresh token is refreshed there first.
+
+        Why: with `offline_access` the OP decides how long the citizen's grant lasts; if the OP
+        refuses (revoked, expired) our session ends too. The OP call happens before our row lock.
+        """
         tenant = self.tenants.get(tenant_id)
         now = self.clock()
+
+        def valid(row: Any) -> bool:
+            return not (row is None or row["tenant"] != tenant_id or row["revoked_at"] is not None
+                        or row["refresh_expires_at"] is None or _aware(row["refresh_expires_at"]) < now)
+
+        with self.db.transaction() as session:
+            first = session.execute(sa.select(models.sessions).where(
+                models.sessions.c.refresh_hash == _hash(refresh_token))).mappings().first()
+        if first is None or not valid(first):
+            raise InvalidGrant("refresh token unknown, used, expired or revoked")
+        sealed = self._refresh_at_provider(tenant_id, first) if first["method"] == "cie" else None
         with self.db.transaction() as session:
             row = session.execute(sa.select(models.sessions).where(
                 models.sessions.c.refresh_hash == _hash(refresh_token)).with_for_update()).mappings().first()
-            if (row is None or row["tenant"] != tenant_id or row["revoked_at"] is not None
-                    or _aware(row["refresh_expires_at"]) < now):
+            if row is None or not valid(row):
                 raise InvalidGrant("refresh token unknown, used, expired or revoked")
+            if sealed is not None:
+                session.execute(sa.update(models.sessions).where(models.sessions.c.id == row["id"]).values(
+                    provider_tokens=sealed))
             return self._tokens(row, tenant, session, now)
+
+    def _refresh_at_provider(self, tenant_id: str, row: Any) -> str | None:
+        """The OP's refresh_token grant for a CIE session that has one; the new tokens, sealed."""
+        if not row["provider_tokens"]:
+            return None
+        rp = cie.relying_party(self.tenants.get(tenant_id))
+        tokens = cie.unseal(rp, row["provider_tokens"])
+        if not tokens.get("refresh_token"):
+            return None
+        op = cie.provider_metadata(self.cie_chain(tenant_id))
+        status, _, body = self._http().post_form(op["token_endpoint"], cie.refresh_request(
+            rp, op, refresh_token=tokens["refresh_token"], now=self.clock().timestamp()))
+        try:
+            answer = json.loads(body) if status == 200 else {}
+        except ValueError:
+            answer = {}
+        if status != 200 or not isinstance(answer, dict) or not answer.get("access_token"):
+            with self.db.transaction() as session:
+                session.execute(sa.update(models.sessions).where(models.sessions.c.id == row["id"]).values(
+                    revoked_at=self.clock(), refresh_hash=None, provider_tokens=None))
+            log.info("cie_refresh_refused", tenant=tenant_id, status=status)
+            raise InvalidGrant("the CIE provider ended this session")
+        if answer.get("id_token"):
+            cie.validate_refreshed_id_token(str(answer["id_token"]), rp, op, tokens["sub"])
+        renewed = {"access_token": str(answer["access_token"]), "sub": tokens["sub"],
+                   "refresh_token": str(answer.get("refresh_token") or tokens["refresh_token"])}
+        log.info("cie_refreshed_at_provider", tenant=tenant_id)
+        return cie.seal(rp, renewed)
 
     def logout(self, tenant_id: str, subject: str, refresh_token: str, *,
                binding: Binding = "redirect") -> dict[str, Any]:
@@ -245,8 +291,10 @@ class LoginApplication:
             if row["subject"] != subject:
                 raise Forbidden("this session belongs to someone else")
             session.execute(sa.update(models.sessions).where(models.sessions.c.id == row["id"]).values(
-                revoked_at=now, refresh_hash=None))
+                revoked_at=now, refresh_hash=None, provider_tokens=None))
         result: dict[str, Any] = {"revoked": True, "idp_logout": None}
+        if row["method"] == "cie" and row["provider_tokens"]:
+            result["provider_revoked"] = self._revoke_at_provider(tenant_id, row["provider_tokens"])
         if row["method"] == "spid" and row["name_id"]:
             try:
                 sp = service_provider(tenant)
@@ -265,6 +313,32 @@ class LoginApplication:
                 pass
         log.info("spid_logout", tenant=tenant_id)
         return result
+
+    def _revoke_at_provider(self, tenant_id: str, sealed: str) -> bool:
+        """CIE logout: end the OP's grant at its revocation_endpoint (RFC 7009, private_key_jwt).
+
+        Our session is already revoked; an OP that cannot be reached is logged, not an error.
+        """
+        try:
+            rp = cie.relying_party(self.tenants.get(tenant_id))
+            tokens = cie.unseal(rp, sealed)
+            op = cie.provider_metadata(self.cie_chain(tenant_id))
+            if not op.get("revocation_endpoint"):
+                return False
+            # the access token first: the reference OP ends the whole grant through it (and answers 400 to a
+            # refresh token), RFC 7009 servers may not; then the refresh token. One 200 = the OP confirmed.
+            answers = []
+            for hint in ("access_token", "refresh_token"):
+                if tokens.get(hint):
+                    status, _, _ = self._http().post_form(op["revocation_endpoint"], cie.revocation_request(
+                        rp, op, token=tokens[hint], hint=hint, now=self.clock().timestamp()))
+                    answers.append(status)
+            revoked = 200 in answers
+        except (ProviderUnavailable, FederationError, ResponseRejected, UnknownIdentityProvider) as exc:
+            log.warning("cie_provider_revocation_failed", tenant=tenant_id, error=type(exc).__name__)
+            return False
+        log.info("cie_provider_revoked", tenant=tenant_id, revoked=revoked, statuses=answers)
+        return revoked
 
     def single_logout(self, tenant_id: str, binding: Binding, form: dict[str, str] | None = None,
                       query: str | None = None) -> dict[str, Any]:
@@ -332,7 +406,11 @@ class LoginApplication:
         if cached and not refresh and cached.expires_at > now + 60:
             return cached
         chain = resolve_trust_chain(rp.provider, rp.trust_anchor, self._fetch_statement,
-                                    trust_anchor_jwks=rp.trust_anchor_jwks, now=now)
+                                    trust_anchor_jwks=rp.trust_anchor_jwks, now=now,
+                                    allow_discovery=rp.trust_anchor_discovery,
+                                    required_trust_marks=rp.required_trust_marks)
+        log.info("cie_trust_chain_resolved", tenant=tenant_id, hops=len(chain.statements) - 2,
+                 expires_in=int(chain.expires_at - now), pinned=rp.trust_anchor_jwks is not None)
         self._chains[tenant_id] = chain
         return chain
 
@@ -398,11 +476,15 @@ class LoginApplication:
         citizen = cie.read_userinfo(userinfo.strip(), rp, op, id_claims)
         level = saml.LEVEL_OF[str(id_claims["acr"])]
         login_code = secrets.token_urlsafe(32)
+        provider_tokens = {"access_token": str(answer["access_token"]), "sub": str(id_claims["sub"])}
+        if answer.get("refresh_token"):
+            provider_tokens["refresh_token"] = str(answer["refresh_token"])
         with self.db.transaction() as session:
             session.execute(sa.insert(models.sessions).values(
                 id=str(uuid.uuid4()), tenant=tenant_id, subject=citizen.fiscal_code, level=level, method="cie",
                 idp_entity_id=rp.provider, name_id=None, name_qualifier=None, session_index=None,
-                code_hash=_hash(login_code), code_expires_at=now + CODE_LIFETIME, created_at=now))
+                code_hash=_hash(login_code), code_expires_at=now + CODE_LIFETIME, created_at=now,
+                provider_tokens=cie.seal(rp, provider_tokens)))
         log.info("cie_login_completed", tenant=tenant_id, level=level)
         return {"code": login_code, "expires_in": int(CODE_LIFETIME.total_seconds()), "return_url": row["return_url"]}
 

@@ -49,6 +49,7 @@ sessions = sa.Table(
     sa.Column("refresh_hash", sa.String(64), nullable=True, unique=True),
     sa.Column("refresh_expires_at", _TS, nullable=True),
     sa.Column("created_at", _TS, nullable=False),
+    sa.Column("provider_tokens", sa.Text, nullable=True),  # CIE: the OP's tokens, a JWE to our own key
     sa.Column("revoked_at", _TS, nullable=True),
 )
 

@@ -44,7 +44,8 @@ def relying_party() -> cie.RelyingParty:
                                       trust_anchor=f"{TWIN}/ta",  # type: ignore[arg-type]
                                       federation_key=SecretStr(key_and_cert("cie-fed")[0]),
                                       signing_key=SecretStr(key_and_cert("cie-core")[0]),
-                                      encryption_key=SecretStr(key_and_cert("cie-enc")[0]))))
+                                      encryption_key=SecretStr(key_and_cert("cie-enc")[0]),
+                                      trust_anchor_jwks=json.dumps({"keys": [public_jwk(key_and_cert("ta")[0])]}))))
     return cie.relying_party(tenant)
 
 

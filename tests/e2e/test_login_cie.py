@@ -2,7 +2,8 @@
 
 The twin's OP resolves the Comune's trust chain over HTTP (the gateway's Entity Configuration,
 the anchor's statement), checks the signed request object, PKCE and private_key_jwt; the RP
-resolves the OP's chain, validates the ID token and decrypts the userinfo. Then a protected route.
+resolves the OP's two-hop chain (OP -> intermediate -> anchor), validates the ID token and
+decrypts the userinfo. Then a protected route, and a logout that also revokes the OP's tokens.
 """
 
 from __future__ import annotations
@@ -77,3 +78,16 @@ def test_busy_provider_is_a_503_and_the_state_cannot_be_replayed(platform: Login
         httpx.post(faults, json={}, timeout=5)
     again = httpx.get(str(back.request.url), timeout=20)  # the same callback once more
     assert again.status_code == 400 and again.json()["code"] == "spid.request_unknown"
+
+
+def test_the_rp_resolved_the_two_hop_chain_and_logout_revokes_at_the_op(platform: LoginPlatform) -> None:
+    back = cie_browser_login(platform, CITIZEN, level=2)
+    assert back.status_code == 200, back.text
+    tokens = httpx.post(platform.url("/auth/token"), data={"grant_type": "authorization_code",
+                                                           "code": back.json()["code"]}, timeout=20).json()
+    spid_log = platform.processes[0].log()
+    assert '"event": "cie_trust_chain_resolved"' in spid_log and '"hops": 2' in spid_log, spid_log[-2000:]
+    out = httpx.post(platform.url("/auth/logout"), data={"refresh_token": tokens["refresh_token"]}, timeout=20,
+                     headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    assert out.status_code == 200, out.text
+    assert out.json()["revoked"] is True and out.json()["provider_revoked"] is True

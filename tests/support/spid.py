@@ -18,7 +18,7 @@ ACS = "https://sportello.comune.example.it/v1/tenants/cremona/auth/spid/acs"
 IDP_ENTITY = "https://idp.twin.example.it"
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=32)
 def key_and_cert(name: str) -> tuple[str, str]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     subject = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "IT"),

@@ -83,7 +83,8 @@ def login_platform(work: Path, amqp_uri: str, databases: Databases) -> Iterator[
     twin_env = {**os.environ, "PYTHONPATH": str(ROOT), "SANDBOX_SPID_IDP_PORT": str(idp_port),
                 "SPORTELLO_SECRETS_DIR": str(secrets_dir), "SANDBOX_SPID_SP_METADATA": metadata_urls}
     cie_env = {**os.environ, "PYTHONPATH": str(ROOT), "SANDBOX_CIE_OP_PORT": str(cie_port),
-               "SPORTELLO_SECRETS_DIR": str(secrets_dir), "SANDBOX_CIE_RPS": f"{gateway}/v1/tenants/cremona/auth/cie"}
+               "SPORTELLO_SECRETS_DIR": str(secrets_dir), "SANDBOX_CIE_RPS": f"{gateway}/v1/tenants/cremona/auth/cie",
+               "SANDBOX_CIE_INTERMEDIATE": "1"}  # the OP under an intermediate: the RP resolves a two-hop chain
     twins = []
     for module, env in (("sandbox.spid_idp", twin_env), ("sandbox.cie_op", cie_env)):
         with (work / f"{module}.log").open("ab") as twin_log:

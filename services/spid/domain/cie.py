@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import secrets
 import time
 import uuid
@@ -33,6 +34,7 @@ from services.spid.domain.federation import (
     public_jwk,
     sign_jwt,
     sign_statement,
+    unverified_claims,
     verify_jwt,
 )
 from services.spid.domain.response import Citizen
@@ -61,11 +63,14 @@ class RelyingParty:
     federation_key: str = field(repr=False)
     signing_key: str = field(repr=False)
     encryption_key: str = field(repr=False)
+    trust_anchor_discovery: bool = False  # sandbox only: anchor keys taken from its own configuration
+    authority_hints: tuple[str, ...] = ()
+    trust_marks: tuple[dict[str, str], ...] = ()
+    required_trust_marks: tuple[str, ...] = ()
+    offline_access: bool = False
 
 
 def relying_party(tenant: Tenant) -> RelyingParty:
-    import json
-
     config = tenant.spid.cie if tenant.spid else None
     if tenant.spid is None or config is None:
         raise UnknownIdentityProvider(f"tenant {tenant.id!r} has no CIE configuration")
@@ -80,6 +85,11 @@ def relying_party(tenant: Tenant) -> RelyingParty:
         contacts=config.contacts or (tenant.spid.contact_email,), default_level=tenant.spid.default_level,
         federation_key=config.federation_key.get_secret_value(), signing_key=config.signing_key.get_secret_value(),
         encryption_key=config.encryption_key.get_secret_value(),
+        trust_anchor_discovery=config.trust_anchor_discovery,
+        authority_hints=(tuple(str(h).rstrip("/") for h in config.authority_hints)
+                         or (str(config.trust_anchor).rstrip("/"),)),
+        trust_marks=tuple(dict(m) for m in config.trust_marks), required_trust_marks=config.required_trust_marks,
+        offline_access=config.offline_access,
     )
 
 
@@ -89,7 +99,7 @@ def entity_configuration(rp: RelyingParty, now: float | None = None) -> str:
     claims = {
         "iss": rp.client_id, "sub": rp.client_id, "iat": issued, "exp": issued + STATEMENT_LIFETIME,
         "jwks": {"keys": [public_jwk(rp.federation_key)]},
-        "authority_hints": [rp.trust_anchor],
+        "authority_hints": list(rp.authority_hints or (rp.trust_anchor,)),
         "metadata": {
             "openid_relying_party": {
                 "application_type": "web", "client_id": rp.client_id, "client_registration_types": ["automatic"],
@@ -106,7 +116,7 @@ def entity_configuration(rp: RelyingParty, now: float | None = None) -> str:
                 "contacts": list(rp.contacts),
             },
         },
-        "trust_marks": [],
+        "trust_marks": [{"id": m["id"], "trust_mark": m["trust_mark"]} for m in rp.trust_marks],
     }
     return sign_statement(claims, rp.federation_key)
 
@@ -147,9 +157,9 @@ def authorization_request(rp: RelyingParty, op: dict[str, Any], *, level: int,
         raise ResponseRejected("CIE level must be 1, 2 or 3")
     issued = int(now if now is not None else time.time())
     pending = PendingCie(state=_random(), nonce=_random(), code_verifier=secrets.token_urlsafe(48), level=level)
-    scope = "openid"
+    scope = "openid offline_access" if rp.offline_access else "openid"  # offline_access: prompt has consent
     request = {
-        "iss": rp.client_id, "sub": rp.client_id, "aud": [op["issuer"], op["authorization_endpoint"]],
+        "iss": rp.client_id, "aud": [op["issuer"], op["authorization_endpoint"]],
         "iat": issued, "exp": issued + REQUEST_LIFETIME, "jti": str(uuid.uuid4()),
         "client_id": rp.client_id, "response_type": "code", "scope": scope, "redirect_uri": rp.redirect_uri,
         "state": pending.state, "nonce": pending.nonce, "code_challenge": code_challenge(pending.code_verifier),
@@ -176,6 +186,43 @@ def token_request(rp: RelyingParty, op: dict[str, Any], *, code: str, pending: P
     return {"grant_type": "authorization_code", "code": code, "redirect_uri": rp.redirect_uri,
             "client_id": rp.client_id, "client_assertion_type": CLIENT_ASSERTION_TYPE,
             "client_assertion": client_assertion(rp, op["token_endpoint"], now), "code_verifier": pending.code_verifier}
+
+
+def refresh_request(rp: RelyingParty, op: dict[str, Any], *, refresh_token: str,
+                    now: float | None = None) -> dict[str, str]:
+    """The refresh_token grant (rules: only with `offline_access`, granted with prompt=consent)."""
+    return {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": rp.client_id,
+            "client_assertion_type": CLIENT_ASSERTION_TYPE,
+            "client_assertion": client_assertion(rp, op["token_endpoint"], now)}
+
+
+def revocation_request(rp: RelyingParty, op: dict[str, Any], *, token: str, hint: str = "refresh_token",
+                       now: float | None = None) -> dict[str, str]:
+    """RFC 7009 revocation at the OP's revocation_endpoint, authenticated with `private_key_jwt`."""
+    return {"token": token, "token_type_hint": hint, "client_id": rp.client_id,
+            "client_assertion_type": CLIENT_ASSERTION_TYPE,
+            "client_assertion": client_assertion(rp, op["revocation_endpoint"], now)}
+
+
+def seal(rp: RelyingParty, data: dict[str, Any]) -> str:
+    """The OP's tokens at rest: a JWE to our own encryption key (a database dump alone cannot use them)."""
+    return str(jwe.encrypt(json.dumps(data).encode(), public_jwk(rp.encryption_key), algorithm=USERINFO_ALG,
+                           encryption=USERINFO_ENC).decode())
+
+
+def unseal(rp: RelyingParty, token: str) -> dict[str, Any]:
+    try:
+        return dict(json.loads(jwe.decrypt(token, private_key(rp.encryption_key))))
+    except (JWEError, ValueError):
+        raise ResponseRejected("the stored provider tokens cannot be read with our key") from None
+
+
+def validate_refreshed_id_token(id_token: str, rp: RelyingParty, op: dict[str, Any], subject: str) -> dict[str, Any]:
+    """A refreshed ID token: same issuer, audience and subject as the login's (no nonce: Core 12.2)."""
+    claims = verify_jwt(id_token, op["jwks"], what="ID token", audience=rp.client_id, issuer=op["issuer"])
+    if claims.get("sub") != subject:
+        raise ResponseRejected("the refreshed ID token is about another subject")
+    return claims
 
 
 def validate_id_token(id_token: str, rp: RelyingParty, op: dict[str, Any], pending: PendingCie) -> dict[str, Any]:
@@ -206,7 +253,12 @@ def read_userinfo(body: str, rp: RelyingParty, op: dict[str, Any], id_claims: di
         inner = jwe.decrypt(body, private_key(rp.encryption_key))
     except JWEError:
         raise ResponseRejected("userinfo cannot be decrypted with our encryption key") from None
-    claims = verify_jwt(inner.decode(), op["jwks"], what="userinfo", audience=rp.client_id, issuer=op["issuer"])
+    # OpenID Connect Core 5.3.2: a signed userinfo SHOULD (not must) carry iss and aud, and needs no
+    # iat/exp (the reference OP sends only sub and the claims): checked whenever they are present.
+    present = unverified_claims(inner.decode(), "userinfo")
+    claims = verify_jwt(inner.decode(), op["jwks"], what="userinfo",
+                        audience=rp.client_id if "aud" in present else None,
+                        issuer=op["issuer"] if "iss" in present else None, require_exp=False, require_iat=False)
     if claims.get("sub") != id_claims.get("sub"):
         raise ResponseRejected("userinfo is about another subject than the ID token")
     fiscal = str(claims.get(FISCAL_NUMBER, ""))
