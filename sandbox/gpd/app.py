@@ -183,6 +183,7 @@ class GpdTwin:
         with self.lock:
             self.positions: dict[str, dict[str, dict[str, Any]]] = {}
             self.receipts: dict[str, dict[str, dict[str, Any]]] = {}  # org -> iuv -> {xml, summary}
+            self.iuv_owner: dict[str, dict[str, str]] = {}  # org -> iuv -> iupd (a city-size campaign checks each)
             self.received: Counter[str] = Counter()
             self.statuses: Counter[str] = Counter()
             self.faults: dict[str, Any] = {}
@@ -282,11 +283,22 @@ class GpdTwin:
             option["status"] = "PO_UNPAID"
             option["organizationFiscalCode"] = org
         self.positions.setdefault(org, {})[stored["iupd"]] = stored
+        taken = self.iuv_owner.setdefault(org, {})
+        for option in stored["paymentOption"]:
+            taken[option["iuv"]] = stored["iupd"]
         return stored
 
+    def _forget(self, org: str, iupd: str) -> None:
+        stored = self.positions[org].pop(iupd)
+        taken = self.iuv_owner.get(org, {})
+        for option in stored["paymentOption"]:
+            if taken.get(option["iuv"]) == iupd:
+                del taken[option["iuv"]]
+
     def _iuv_taken(self, org: str, body: dict[str, Any]) -> bool:
-        iuvs = {o["iuv"] for o in body["paymentOption"]}
-        return any(o["iuv"] in iuvs for p in self.positions.get(org, {}).values() for o in p["paymentOption"])
+        """Whether any IUV of `body` belongs to a stored position: one dict look-up per option."""
+        taken = self.iuv_owner.get(org, {})
+        return any(o["iuv"] in taken for o in body["paymentOption"])
 
     @staticmethod
     def _model(stored: dict[str, Any]) -> dict[str, Any]:
@@ -406,7 +418,7 @@ class GpdTwin:
                 return _problem(404, "Not Found", "no such debt position")
             if stored["status"] in ("PAID", "PARTIALLY_PAID", "REPORTED"):
                 return _problem(409, "Conflict", "a related payment exists")
-            del self.positions[org][iupd]
+            self._forget(org, iupd)
         return self._json("OK")
 
     def op_delete_many(self, request: Request, org: str) -> Response:
@@ -421,7 +433,7 @@ class GpdTwin:
             if any(self._find(org, i) is None for i in iupds):
                 return _problem(404, "Not Found", "a debt position does not exist")
             for iupd in iupds:
-                del self.positions[org][iupd]
+                self._forget(org, iupd)
         return self._json("OK")
 
     # -- twin controls ---------------------------------------------------------------------------
@@ -451,7 +463,8 @@ class GpdTwin:
         body = self._body(request) if request.get_data() else None
         given = body.get("receipt_xml") if isinstance(body, dict) else None
         with self.lock:
-            for stored in self.positions.get(org, {}).values():
+            iupd = self.iuv_owner.get(org, {}).get(nav[1:])  # nav = aux digit 3 + IUV
+            for stored in [self.positions[org][iupd]] if iupd is not None else []:
                 for option in stored["paymentOption"]:
                     if option["nav"] == nav:
                         if stored["status"] not in ("VALID", "PUBLISHED"):

@@ -11,8 +11,17 @@ Controls (not part of pagoPA):
   "receiptId", "steps": ["verify", "get", "send"], "outcome": "OK"|"KO", "amount": "12.34"]}` — a
   citizen pays; answers what each step got (outcome, faultCode) and the receipt id;
 - `POST /__twin/faults` `{"latency_ms": ms, "count": n}` — slow the next calls to the station;
+  `{"reporting_status": 503, "count": n}` — the next n reporting-flow calls fail with that status;
 - `GET /__twin/exchanges` — every exchange: operation, outcome, fault code, reply valid or not;
+- `POST /__twin/flows` `{"fiscalCode", ["mismatches": {"<iuv>": "12.34"}, "omit": ["<iuv>"],
+  "extra": [{"iuv", "amount", ["receiptId"]}]]}` — the PSPs settle: one reporting flow
+  (FlussoRiversamento) of every receipt paid to that Comune and not yet reported, with the injected
+  differences (another amount, a payment left out, money for a notice the Comune never saw);
 - `POST /__twin/reset`.
+Reporting flows are served as the Nodo does (`nodeForPa.wsdl`, SOAP at `/nodo-auth/node-for-pa/v1`):
+`nodoChiediElencoFlussiRendicontazione` and `nodoChiediFlussoRendicontazione`, requests and answers
+validated by nodeForPa.xsd; broker, station, domain and (when the tenant file names it) the
+station's password are checked, with the Nodo's PPT_* faults.
 The GPD twin, when configured, is told about each receipt sent (so GPD's receipts API lists the
 same receipt id: both paths, one payment).
 """
@@ -36,10 +45,12 @@ import yaml
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from services.pagopa.domain import nodo
+from services.pagopa.domain import nodo, reporting
+from sportello.tenants import SecretSource
 
 ROOT = Path(__file__).resolve().parents[2]
 ROME = ZoneInfo("Europe/Rome")
+REPORTING_PATH = "/nodo-auth/node-for-pa/v1"
 PSP = {"idPSP": "SANDBOXPSP0", "PSPCompanyName": "PSP Sandbox", "idChannel": "SANDBOXPSP0_01",
        "channelDescription": "app"}
 
@@ -53,6 +64,24 @@ def stations_from_tenant_files(tenants_dir: Path | None = None) -> dict[str, tup
         section = data.get("pagopa") or {}
         if data.get("fiscal_code") and section.get("broker_id") and section.get("station_id"):
             out[str(data["fiscal_code"])] = (str(section["broker_id"]), str(section["station_id"]))
+    return out
+
+
+def passwords_from_tenant_files(tenants_dir: Path | None = None, secrets: SecretSource | None = None
+                                ) -> dict[str, str]:
+    """idStation -> the station's password on the Nodo (`pagopa.nodo_password`), where it resolves."""
+    folder = tenants_dir or Path(os.environ.get("SPORTELLO_TENANTS_DIR", ROOT / "sandbox" / "tenants"))
+    if secrets is None:
+        where = os.environ.get("SPORTELLO_SECRETS_DIR")
+        secrets = SecretSource(secrets_dir=Path(where) if where else None)
+    out: dict[str, str] = {}
+    for path in sorted(folder.glob("*.yaml")):
+        section = (yaml.safe_load(path.read_text()) or {}).get("pagopa") or {}
+        password = section.get("nodo_password")
+        if isinstance(password, dict) and set(password) == {"secret"}:
+            password = secrets.find(str(password["secret"]))
+        if section.get("station_id") and isinstance(password, str) and password:
+            out[str(section["station_id"])] = password
     return out
 
 
@@ -95,9 +124,10 @@ def receipt_xml(document: dict[str, Any]) -> str:
 
 class NodoTwin:
     def __init__(self, *, station_url: str, stations: dict[str, tuple[str, str]], gpd_url: str | None = None,
-                 client: httpx.Client | None = None) -> None:
+                 client: httpx.Client | None = None, passwords: dict[str, str] | None = None) -> None:
         self.station_url = station_url
         self.stations = stations
+        self.passwords = passwords or {}
         self.gpd_url = gpd_url.rstrip("/") if gpd_url else None
         self.client = client or httpx.Client(timeout=30.0)
         self.lock = threading.Lock()
@@ -106,9 +136,15 @@ class NodoTwin:
             Rule("/__twin/faults", endpoint="faults", methods=["POST"]),
             Rule("/__twin/exchanges", endpoint="exchanges", methods=["GET"]),
             Rule("/__twin/reset", endpoint="reset", methods=["POST"]),
+            Rule("/__twin/flows", endpoint="flows", methods=["POST"]),
+            Rule(REPORTING_PATH, endpoint="reporting", methods=["POST"]),
         ])
         self.exchanges: list[dict[str, Any]] = []
         self.fault: dict[str, Any] = {}
+        self.reporting_fault: dict[str, Any] = {}  # {"reporting_status": 503, "count": n}: the SOAP endpoint fails
+        self.unreported: dict[str, list[dict[str, Any]]] = {}  # idPA -> receipts paid, not yet in a flow
+        self.flows: dict[str, dict[str, tuple[datetime, bytes]]] = {}  # idPA -> flow id -> (date, XML)
+        self.flow_serial = 0
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
@@ -189,6 +225,8 @@ class NodoTwin:
             sent = self.call(url, "paSendRTV2", document)
             result["send"] = _summary(sent)
             result["receiptId"] = receipt_id
+            if document["receipt"]["outcome"] == "OK" and sent.get("http_status") is not None:
+                self._settle_later(fiscal_code, document["receipt"])
             if self.gpd_url and document["receipt"]["outcome"] == "OK":
                 result["gpd"] = self._tell_gpd(fiscal_code, notice_number, document)
         return _json(result)
@@ -201,12 +239,117 @@ class NodoTwin:
             return None
         return answer.status_code
 
+    # -- reporting flows ---------------------------------------------------------------------------
+    def _settle_later(self, fiscal_code: str, receipt: dict[str, Any]) -> None:
+        """The PSP collected the money: it will be in the next flow to this Comune (whatever the
+        station answered — a receipt the Comune refused is money it still receives)."""
+        paid_on = str(receipt["paymentDateTime"])[:10]
+        with self.lock:
+            self.unreported.setdefault(fiscal_code, []).append({
+                "iuv": str(receipt["creditorReferenceId"]), "receipt_id": str(receipt["receiptId"]),
+                "amount_cents": nodo.cents(receipt["paymentAmount"]), "paid_on": paid_on})
+
+    def publish_flows(self, fiscal_code: str | None = None, *, mismatches: dict[str, str] | None = None,
+                      omit: list[str] | None = None, extra: list[dict[str, Any]] | None = None) -> list[str]:
+        """Close one flow per Comune (or for `fiscal_code`) of what is unreported; the flow ids."""
+        now = datetime.now(ROME).replace(microsecond=0)
+        made = []
+        with self.lock:
+            codes = [fiscal_code] if fiscal_code else [c for c, items in self.unreported.items() if items]
+            for code in codes:
+                items = list(self.unreported.get(code, []))  # forgotten only once the flow is made
+                changed = mismatches or {}
+                lines = [reporting.FlowPayment(
+                    i["iuv"], i["receipt_id"],
+                    nodo.cents(changed[i["iuv"]]) if i["iuv"] in changed else i["amount_cents"], "0", i["paid_on"])
+                    for i in items if i["iuv"] not in (omit or [])]
+                for n, e in enumerate(extra or [], start=1):
+                    lines.append(reporting.FlowPayment(str(e["iuv"]), str(e.get("receiptId") or f"EXTRA{n}"),
+                                                       nodo.cents(e["amount"]), "0", now.date().isoformat()))
+                if not lines:
+                    continue
+                self.flow_serial += 1
+                flow_id = f"{now.date().isoformat()}{PSP['idPSP']}-{self.flow_serial:04d}{uuid.uuid4().hex[:6]}"
+                xml = reporting.flow_xml(flow_id=flow_id, flow_date=now, settlement_id=f"SETTLE{uuid.uuid4().hex[:12]}",
+                                         settlement_date=now.date().isoformat(), psp_id=PSP["idPSP"],
+                                         receiver_fiscal_code=code, payments=lines)
+                self.flows.setdefault(code, {})[flow_id] = (now, xml)
+                self.unreported.pop(code, None)
+                made.append(flow_id)
+        return made
+
+    def on_flows(self, request: Request) -> Response:
+        try:
+            body = json.loads(request.get_data() or b"{}")
+            fiscal_code = str(body["fiscalCode"])
+            made = self.publish_flows(fiscal_code, mismatches=body.get("mismatches"), omit=body.get("omit"),
+                                      extra=body.get("extra"))
+        except (ValueError, KeyError, TypeError) as exc:
+            return _json({"error": f"send {{fiscalCode, [mismatches, omit, extra]}}: {exc}"}, 400)
+        return _json({"flowIds": made})
+
+    def on_reporting(self, request: Request) -> Response:
+        """nodeForPa: the list of a station's flows, or one flow (base64)."""
+        with self.lock:
+            fault = self.reporting_fault.get("reporting_status") if self.reporting_fault.get("count", 0) > 0 else None
+            if fault:
+                self.reporting_fault["count"] -= 1
+        if fault:
+            return Response(b"", status=int(fault))
+        try:
+            operation, data = reporting.read_request(request.get_data())
+        except nodo.NotSoap as exc:
+            return Response(nodo.soap_fault(str(exc)), status=500, mimetype="text/xml")
+        except reporting.NodoFault as exc:
+            operation = exc.operation or reporting.LIST
+            return self._reporting_reply(operation, reporting.fault_response(operation, exc.code, exc.description))
+        try:
+            domains = self._domains(data)
+        except reporting.NodoFault as exc:
+            return self._reporting_reply(operation, reporting.fault_response(operation, exc.code, exc.description))
+        with self.lock:
+            held = {fid: flow for code in domains for fid, flow in self.flows.get(code, {}).items()}
+        if operation == reporting.LIST:
+            refs = [reporting.FlowRef(fid, when) for fid, (when, _xml) in sorted(held.items())]
+            return self._reporting_reply(operation, reporting.list_response(refs))
+        found = held.get(str(data["identificativoFlusso"]))
+        if found is None:
+            return self._reporting_reply(operation, reporting.fault_response(operation, "PPT_ID_FLUSSO_SCONOSCIUTO"))
+        return self._reporting_reply(operation, reporting.fetch_response(found[1]))
+
+    def _domains(self, data: dict[str, Any]) -> list[str]:
+        """The creditor institutions this broker/station may ask about (PPT_* fault otherwise)."""
+        broker, station = str(data["identificativoIntermediarioPA"]), str(data["identificativoStazioneIntermediarioPA"])
+        if broker not in {b for b, _s in self.stations.values()}:
+            raise reporting.NodoFault("PPT_INTERMEDIARIO_PA_SCONOSCIUTO")
+        domains = [code for code, (b, s) in self.stations.items() if b == broker and s == station]
+        if not domains:
+            raise reporting.NodoFault("PPT_STAZIONE_INT_PA_SCONOSCIUTA")
+        expected = self.passwords.get(station)
+        if expected is not None and expected != str(data["password"]):
+            raise reporting.NodoFault("PPT_AUTENTICAZIONE")
+        wanted = data.get("identificativoDominio")
+        if wanted:
+            if str(wanted) not in domains:
+                raise reporting.NodoFault("PPT_DOMINIO_SCONOSCIUTO")
+            domains = [str(wanted)]
+        return domains
+
+    def _reporting_reply(self, operation: str, body: bytes) -> Response:
+        with self.lock:
+            self.exchanges.append({"operation": operation, "valid": True})
+        return Response(body, mimetype="text/xml")
+
     def on_faults(self, request: Request) -> Response:
         body = json.loads(request.get_data() or b"{}")
+        fault = dict(body) if isinstance(body, dict) else {}
+        fault.setdefault("count", 1)
         with self.lock:
-            self.fault = dict(body) if isinstance(body, dict) else {}
-            self.fault.setdefault("count", 1)
-        return _json({"faults": self.fault})
+            if "reporting_status" in fault:
+                self.reporting_fault = fault
+            else:
+                self.fault = fault
+        return _json({"faults": fault})
 
     def on_exchanges(self, request: Request) -> Response:
         with self.lock:
@@ -216,6 +359,9 @@ class NodoTwin:
         with self.lock:
             self.exchanges.clear()
             self.fault = {}
+            self.reporting_fault = {}
+            self.unreported.clear()
+            self.flows.clear()
         return _json({"reset": True})
 
 

@@ -30,7 +30,7 @@ from services.pagopa.domain.positions import (
     PositionStatus,
     stamp_duty_request,
 )
-from services.pagopa.ports import CartNotice, CheckoutPort, GpdPort, GpdReceiptsPort, ReturnUrls
+from services.pagopa.ports import CartNotice, CheckoutPort, GpdPort, GpdReceiptsPort, NodoReportingPort, ReturnUrls
 from sportello.contracts.anpr import StampDutyRequested
 from sportello.contracts.pagopa import (
     PaymentCompleted,
@@ -57,8 +57,9 @@ class Positions:
     def __init__(self, database: Transactional, tenants: TenantRegistry, gpd: GpdPort, *,
                  today: Callable[[], date] = lambda: datetime.now(UTC).date(),
                  correlation_id: str | None = None, gpd_receipts: GpdReceiptsPort | None = None,
-                 checkout: CheckoutPort | None = None) -> None:
+                 checkout: CheckoutPort | None = None, nodo_reporting: NodoReportingPort | None = None) -> None:
         self.db = database
+        self.nodo_reporting = nodo_reporting
         self.tenants = tenants
         self.gpd = gpd
         self.gpd_receipts = gpd_receipts

@@ -19,7 +19,9 @@ Why this shape (resumable after a crash, nothing created twice):
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import time
 import uuid
 from collections import Counter
@@ -29,12 +31,13 @@ from typing import Any
 
 import sqlalchemy as sa
 import structlog
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.pagopa import store
 from services.pagopa.application import Positions
 from services.pagopa.domain.campaign_csv import MAX_ERROR_CHARS, parse_campaign
-from services.pagopa.domain.errors import GpdRejected, GpdUnavailable
+from services.pagopa.domain.errors import GpdRejected, GpdUnavailable, IdempotencyConflict
 from services.pagopa.domain.iuv import notice_for
 from services.pagopa.domain.positions import (
     Debtor,
@@ -52,6 +55,7 @@ log = structlog.get_logger("pagopa.campaigns")
 BATCH_SIZE = 20  # positions per GPD v2 bulk call (GPD documents no maximum; 20 = its bulk-delete limit)
 MAX_ERRORS_IN_ANSWER = 1000
 ROW_STATES = ("invalid", "pending", "created", "failed")
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
 
 def _request_json(request: PositionRequest) -> str:
@@ -85,13 +89,58 @@ class Campaigns:
         self.clock = clock
 
     # -- upload --------------------------------------------------------------------------------
-    def upload(self, tenant_id: str, name: str, data: bytes | str) -> dict[str, Any]:
-        """Validate every row and store the campaign with all its rows in one transaction."""
+    def upload(self, tenant_id: str, name: str, data: bytes | str, *,
+               idempotency_key: str | None = None) -> dict[str, Any]:
+        """Validate every row and store the campaign with all its rows in one transaction.
+
+        With an `idempotency_key`, uploading the same name and CSV again answers the campaign
+        already made (`replayed: true`); the same key with other content is IdempotencyConflict."""
         tenant = self.app._tenant(tenant_id)
         assert tenant.pagopa is not None
         name = (name or "").strip()
         if not 1 <= len(name) <= 140:
             raise ValidationFailed("campaign name must be 1-140 characters")
+        digest = None
+        if idempotency_key is not None:
+            if not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+                raise ValidationFailed("Idempotency-Key must be 1-255 visible ASCII characters")
+            raw = data.encode("utf-8") if isinstance(data, str) else data
+            digest = hashlib.sha256(name.encode("utf-8") + b"\0" + raw).hexdigest()
+            earlier = self._replay(tenant.id, idempotency_key, digest)
+            if earlier is not None:
+                return earlier
+        try:
+            return self._store(tenant, name, data, idempotency_key, digest)
+        except IntegrityError:
+            if idempotency_key is None or digest is None:
+                raise
+            earlier = self._replay(tenant.id, idempotency_key, digest)  # a concurrent twin stored it first
+            if earlier is None:
+                raise
+            return earlier
+
+    def _replay(self, tenant_id: str, key: str, digest: str) -> dict[str, Any] | None:
+        """The campaign made earlier with this key (same content), None if none; conflict otherwise."""
+        with self.db.transaction() as session:
+            found = session.execute(sa.select(campaigns.c.id, campaigns.c.content_sha256).where(
+                campaigns.c.tenant == tenant_id, campaigns.c.idempotency_key == key)).first()
+            if found is None:
+                return None
+            if found.content_sha256 != digest:
+                raise IdempotencyConflict("this Idempotency-Key was used for another upload (other name or CSV)")
+            errors = session.execute(
+                sa.select(campaign_rows.c.row_number, campaign_rows.c.error)
+                .where(campaign_rows.c.campaign_id == found.id, campaign_rows.c.status == "invalid")
+                .order_by(campaign_rows.c.row_number).limit(MAX_ERRORS_IN_ANSWER)).all()
+        view = self.progress(tenant_id, found.id)
+        view["errors"] = [{"row": r.row_number, "error": r.error} for r in errors]
+        view["replayed"] = True
+        log.info("payment_campaign_upload_replayed", tenant=tenant_id, campaign_id=found.id)
+        return view
+
+    def _store(self, tenant: Tenant, name: str, data: bytes | str, idempotency_key: str | None,
+               digest: str | None) -> dict[str, Any]:
+        assert tenant.pagopa is not None
         campaign_id = str(uuid.uuid4())
         rows = parse_campaign(data, campaign_id=campaign_id, today=self.app.today(),
                               default_iban=tenant.pagopa.ibans[0], allowed_ibans=tenant.pagopa.ibans)
@@ -100,7 +149,8 @@ class Campaigns:
         with self.db.transaction() as session:
             session.execute(sa.insert(campaigns).values(
                 id=campaign_id, tenant=tenant.id, name=name, status="running" if valid else "done",
-                total_rows=len(rows), valid_rows=valid, created_at=now, updated_at=now))
+                total_rows=len(rows), valid_rows=valid, created_at=now, updated_at=now,
+                idempotency_key=idempotency_key, content_sha256=digest))
             session.execute(sa.insert(campaign_rows), [
                 {"campaign_id": campaign_id, "row_number": r.number, "tenant": tenant.id,
                  "reference": r.request.reference if r.request else None,
@@ -112,6 +162,7 @@ class Campaigns:
                  valid=valid)
         view = self.progress(tenant.id, campaign_id)
         view["errors"] = [{"row": r.number, "error": r.error} for r in rows if r.error][:MAX_ERRORS_IN_ANSWER]
+        view["replayed"] = False
         return view
 
     # -- queries ------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from nameko.extensions import DependencyProvider
 
 from services.pagopa.adapters.checkout import HttpCheckout
 from services.pagopa.adapters.gpd import HttpGpd
+from services.pagopa.adapters.nodo import HttpNodoReporting
 from services.pagopa.application import Positions
 from sportello.edge.kernel import KernelContext, ServiceDatabase
 
@@ -22,13 +23,15 @@ class PositionsProvider(DependencyProvider):
     def setup(self) -> None:
         self.gpd = HttpGpd()
         self.checkout = HttpCheckout()
+        self.nodo = HttpNodoReporting()
 
     def stop(self) -> None:
         self.gpd.client.close()
         self.checkout.client.close()
+        self.nodo.client.close()
 
     def get_dependency(self, worker_ctx: Any) -> Positions:
         # the same client (and limiter) serves GPD's receipts API
         return Positions(ServiceDatabase(self.kernel.database, self.kernel.wake_relay), self.kernel.tenants,
                          self.gpd, correlation_id=worker_ctx.data.get("correlation_id"), gpd_receipts=self.gpd,
-                         checkout=self.checkout)
+                         checkout=self.checkout, nodo_reporting=self.nodo)

@@ -89,6 +89,11 @@ campaigns = sa.Table(
     sa.Column("valid_rows", sa.Integer, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # pagopa_0004: the upload's Idempotency-Key and the SHA-256 of its name and CSV (a retried
+    # upload finds its campaign; the same key with other content is refused)
+    sa.Column("idempotency_key", sa.String(255), nullable=True),
+    sa.Column("content_sha256", sa.String(64), nullable=True),
+    sa.Index("uq_pagopa_campaigns_idempotency", "tenant", "idempotency_key", unique=True),
 )
 
 campaign_rows = sa.Table(

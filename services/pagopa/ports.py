@@ -7,10 +7,12 @@ Why: the application code talks to GPD through `GpdPort`; the real adapter
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from services.pagopa.domain.positions import PaymentPosition
+from services.pagopa.domain.reporting import FlowRef
 from sportello.tenants import Tenant
 
 
@@ -91,4 +93,19 @@ class CheckoutPort(Protocol):
     def start_cart(self, tenant: Tenant, notices: list[CartNotice], urls: ReturnUrls, *,
                    email: str | None = None, cart_id: str | None = None) -> str:
         """The Checkout URL (the `Location` of Checkout's 302)."""
+        ...
+
+
+class NodoReportingPort(Protocol):
+    """The Nodo's reporting-flow service (nodeForPa): which flows there are, and one flow's XML."""
+
+    def configured(self, tenant: Tenant) -> bool:
+        """Whether this Comune is set up to ask the Nodo (endpoint and station password)."""
+        ...
+
+    def list_flows(self, tenant: Tenant) -> Sequence[FlowRef]:
+        ...
+
+    def get_flow(self, tenant: Tenant, flow_id: str) -> bytes:
+        """The FlussoRiversamento XML of one flow."""
         ...

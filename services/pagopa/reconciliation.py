@@ -23,12 +23,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from services.pagopa.application import Positions
 from services.pagopa.domain import nodo
+from services.pagopa.domain.reporting import MAX_FLOW_BYTES
 from services.pagopa.models import flow_payments, flows, receipts
-from sportello.errors import ValidationFailed
+from sportello.errors import ConfigurationError, ValidationFailed
 
 log = structlog.get_logger("pagopa.reconciliation")
 PAID_CODES = frozenset({"0", "4", "8", "9"})  # eseguito, in stand-in, senza RPT; 3 = revocato
-MAX_FLOW_BYTES = 20 * 1024 * 1024
 
 
 def parse_flow(payload: bytes) -> dict[str, Any]:
@@ -79,6 +79,36 @@ class Reconciliation:
                     ).on_conflict_do_nothing())
         log.info("reporting_flow_imported", tenant=tenant.id, payments=len(items), new=new is not None)
         return {"flow_id": flow_id, "payments": len(items), "new": new is not None}
+
+    def fetch_from_nodo(self, tenant_id: str) -> dict[str, int]:
+        """Ask the Nodo which flows it holds for the Comune and import those not imported yet.
+
+        Idempotent: a flow already stored is not fetched again, and importing the same flow id
+        twice is a no-op anyway. A flow that breaks its schema is counted and skipped (the others
+        still arrive); the next run asks for it again."""
+        tenant = self.positions._tenant(tenant_id)
+        port = self.positions.nodo_reporting
+        if port is None or not port.configured(tenant):
+            raise ConfigurationError("this Comune has no Nodo reporting endpoint (pagopa.nodo_base_url)")
+        listed = list(port.list_flows(tenant))
+        ids = [ref.flow_id for ref in listed]
+        known: set[str] = set()
+        with self.positions.db.transaction() as session:
+            for start in range(0, len(ids), 500):
+                known |= set(session.execute(sa.select(flows.c.flow_id).where(
+                    flows.c.tenant == tenant.id, flows.c.flow_id.in_(ids[start:start + 500]))).scalars())
+        counts = {"listed": len(listed), "known": len(known), "imported": 0, "rejected": 0}
+        for flow_id in sorted(set(ids) - known):
+            payload = port.get_flow(tenant, flow_id)
+            try:
+                result = self.import_flow(tenant_id, payload)
+            except ValidationFailed as exc:
+                log.warning("reporting_flow_rejected", tenant=tenant.id, flow_id=flow_id, reason=exc.detail[:200])
+                counts["rejected"] += 1
+                continue
+            counts["imported" if result["new"] else "known"] += 1
+        log.info("reporting_flows_fetched", tenant=tenant.id, **counts)
+        return counts
 
     def report(self, tenant_id: str) -> dict[str, Any]:
         tenant = self.positions._tenant(tenant_id)

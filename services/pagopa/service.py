@@ -55,12 +55,16 @@ class PagoPAService(PlatformService):
     @rpc
     def list_positions(self, tenant: str, status: str | None = None, debtor_fiscal_code: str | None = None,
                        purpose: str | None = None, campaign_id: str | None = None, limit: int = 50,
-                       offset: int = 0) -> list[dict[str, Any]]:
+                       offset: int = 0, notice_number: str | None = None,
+                       reference: str | None = None) -> list[dict[str, Any]]:
+        """Positions by any of the filters (search: a notice number quoted at the counter, or the
+        back office's own reference), newest first."""
         self.request.bind(tenant=tenant)
         if not 1 <= int(limit) <= 500 or int(offset) < 0:
             raise ValidationFailed("limit must be 1-500 and offset >= 0")
         found = self.positions.list(tenant, status=status, debtor_fiscal_code=debtor_fiscal_code, purpose=purpose,
-                                    campaign_id=campaign_id, limit=int(limit), offset=int(offset))
+                                    campaign_id=campaign_id, notice_number=notice_number, reference=reference,
+                                    limit=int(limit), offset=int(offset))
         return [position_view(p) for p in found]
 
     @rpc
@@ -107,10 +111,37 @@ class PagoPAService(PlatformService):
         return Reconciliation(self.positions).import_flow(tenant, flow_xml.encode("utf-8"))
 
     @rpc
-    def reconciliation_report(self, tenant: str) -> dict[str, Any]:
-        """Paid / reported / missing / mismatched, computed afresh (same answer when re-run)."""
+    def reconciliation_report(self, tenant: str, status: str | None = None, offset: int = 0,
+                              limit: int = 1000) -> dict[str, Any]:
+        """Paid / reported / missing / mismatched, computed afresh (same answer when re-run): the
+        counts of all four, and a page (`offset`, `limit`) of the lines of `status` (or of each)."""
         self.request.bind(tenant=tenant)
-        return Reconciliation(self.positions).report(tenant)
+        sections = ("reported", "paid", "missing", "mismatched")
+        if status is not None and status not in sections:
+            raise ValidationFailed(f"status must be one of {', '.join(sections)}")
+        if int(offset) < 0 or not 1 <= int(limit) <= 5000:
+            raise ValidationFailed("limit must be 1-5000 and offset >= 0")
+        report = Reconciliation(self.positions).report(tenant)
+        page = slice(int(offset), int(offset) + int(limit))
+        return {"counts": report["counts"], "offset": int(offset),
+                **{name: report[name][page] for name in sections if status in (None, name)}}
+
+    @rpc
+    def fetch_reporting_flows(self, tenant: str) -> dict[str, int]:
+        """The Nodo's new reporting flows for this Comune, fetched and imported (each flow once)."""
+        self.request.bind(tenant=tenant)
+        return Reconciliation(self.positions).fetch_from_nodo(tenant)
+
+    @timer(interval=300)
+    def fetch_reporting_flows_everywhere(self) -> None:
+        """Flows arrive at most daily per PSP; asking every five minutes costs two SOAP calls."""
+        for tenant in self.tenants:
+            if tenant.pagopa is not None and tenant.pagopa.nodo_base_url is not None \
+                    and tenant.pagopa.nodo_password is not None:
+                try:
+                    Reconciliation(self.positions).fetch_from_nodo(tenant.id)
+                except SportelloError as exc:
+                    log.warning("reporting_flows_fetch_failed", tenant=tenant.id, code=exc.code)
 
     @rpc
     def poll_gpd_receipts(self, tenant: str, days: int = 3) -> dict[str, int]:
@@ -154,11 +185,13 @@ class PagoPAService(PlatformService):
         return base64.b64encode(render_notices(found)).decode("ascii")
 
     @rpc
-    def upload_campaign(self, tenant: str, name: str, csv_text: str) -> dict[str, Any]:
+    def upload_campaign(self, tenant: str, name: str, csv_text: str,
+                        idempotency_key: str | None = None) -> dict[str, Any]:
         """A CSV campaign: every row validated, stored with its rows in one transaction; the
-        positions are then made in the background (`run_campaigns`). Per-row errors in the answer."""
+        positions are then made in the background (`run_campaigns`). Per-row errors in the answer.
+        The same `idempotency_key` with the same name and CSV answers the campaign already made."""
         self.request.bind(tenant=tenant)
-        return Campaigns(self.positions).upload(tenant, name, csv_text)
+        return Campaigns(self.positions).upload(tenant, name, csv_text, idempotency_key=idempotency_key)
 
     @rpc
     def campaign_progress(self, tenant: str, campaign_id: str) -> dict[str, Any]:

@@ -118,8 +118,13 @@ def select_one(session: Session, tenant: str, *, position_id: str | None = None,
 
 def select_many(session: Session, tenant: str, *, status: str | None = None, debtor_fiscal_code: str | None = None,
                 purpose: str | None = None, campaign_id: str | None = None, due_before: Any = None,
+                notice_number: str | None = None, reference: str | None = None,
                 limit: int = 50, offset: int = 0) -> list[Any]:
     query = sa.select(positions).where(positions.c.tenant == tenant)
+    if notice_number is not None:
+        query = query.where(positions.c.notice_number == notice_number)
+    if reference is not None:
+        query = query.where(positions.c.reference == reference)
     if status is not None:
         query = query.where(positions.c.status == status)
     if debtor_fiscal_code is not None:

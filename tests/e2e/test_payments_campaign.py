@@ -40,9 +40,11 @@ def csv_text() -> str:
 
 
 def upload(platform: Platform, body: str | bytes, *, roles: tuple[str, ...] = ("operator",),
-           tenant: str = "cremona", content_type: str = "text/csv") -> httpx.Response:
+           tenant: str = "cremona", content_type: str = "text/csv", key: str | None = None) -> httpx.Response:
+    extra = {"Idempotency-Key": key} if key else {}
     return httpx.post(platform.url(BASE), params={"name": "TARI 2099"}, content=body, timeout=60,
-                      headers={**platform.auth(OPERATOR, roles, tenant=tenant), "Content-Type": content_type})
+                      headers={**platform.auth(OPERATOR, roles, tenant=tenant), "Content-Type": content_type,
+                               **extra})
 
 
 def test_upload_follow_and_report_a_campaign(platform: Platform) -> None:
@@ -119,3 +121,24 @@ def test_a_file_that_is_no_campaign_is_a_400(platform: Platform, body: str | byt
     assert response.status_code == 400, response.text
     assert response.headers["Content-Type"].startswith("application/problem+json")
     assert message in response.json()["detail"]
+
+
+def test_a_retried_upload_with_its_idempotency_key_makes_one_campaign(platform: Platform) -> None:
+    key = f"tari-2099-{platform.work.name}"
+    first = upload(platform, csv_text(), key=key)
+    assert first.status_code == 201 and first.json()["replayed"] is False, first.text
+    cid = first.json()["campaign_id"]
+    again = upload(platform, csv_text(), key=key)
+    assert again.status_code == 200, again.text
+    assert again.json()["campaign_id"] == cid and again.json()["replayed"] is True
+    assert again.headers["Location"] == f"{BASE}/{cid}"
+    assert [e["row"] for e in again.json()["errors"]] == [11, 12]
+    other = upload(platform, csv_text().replace("TARI 2099 - acconto", "TARI 2099 - saldo"), key=key)
+    assert other.status_code == 409 and other.json()["code"] == "pagopa.idempotency.conflict"
+    assert upload(platform, csv_text(), key="bad key").status_code == 400
+    done = wait_for(lambda: (p := httpx.get(platform.url(f"{BASE}/{cid}"), timeout=30,
+                                            headers=platform.auth(OPERATOR, ("operator",))).json())["status"] == "done"
+                    and p, timeout=60, what="the campaign to finish")
+    assert done["counts"]["created"] == 10
+    campaigns = platform.rows("pagopa", "SELECT count(*) AS n FROM pagopa_campaigns WHERE idempotency_key = :k", k=key)
+    assert campaigns[0].n == 1

@@ -1,36 +1,34 @@
 """A CSV campaign survives kill -9 of the pagopa process: each position is created on GPD exactly once.
 
-The pagopa service runs as a real process (PostgreSQL, RabbitMQ) against the GPD twin (its real
-100 calls / 10 s limit on, plus latency so the kill lands midway). The default run is 200 rows;
-`PAGOPA_CAMPAIGN_ROWS=1000` runs the issue's 1,000-row version.
+Through the gateway, as the back office does it: an operator uploads 1,000 rows with a few bad ones
+(per-row errors at once), the pagopa process (PostgreSQL, RabbitMQ) is killed with a quarter of the
+positions made, restarted, and the upload retried with its Idempotency-Key; the campaign finishes
+with exactly the good rows, each once at the GPD twin (its real 100 calls / 10 s limit on, plus
+100 ms latency per call so the kill lands midway, usually with a bulk call in flight) and once in
+the outbox. About 30 s; `PAGOPA_CAMPAIGN_ROWS=<n>` runs another size.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy as sa
-from nameko.standalone.rpc import ClusterRpcProxy
 from stdnum.it import codicefiscale
 
-from sportello.edge.rpc import register_remote_errors
-from tests.support.platform import free_port, tenant_files
-from tests.support.processes import ROOT, ServiceProcess, service_env, wait_for
-from tests.support.servers import Databases, isolated_vhost
+from tests.support.platform import Platform, start_platform
+from tests.support.processes import wait_for
 
 pytestmark = pytest.mark.integration
 ORG = "00297960197"
-ROWS = int(os.environ.get("PAGOPA_CAMPAIGN_ROWS", "200"))
+OPERATOR = "RSSMRA85T10A562S"
+BASE = "/v1/tenants/cremona/payments/campaigns"
+ROWS = int(os.environ.get("PAGOPA_CAMPAIGN_ROWS", "1000"))
 MONTHS = "ABCDEHLMPRST"
 
 
@@ -57,101 +55,68 @@ def campaign_csv(rows: int) -> tuple[str, set[int]]:
     return "\n".join(lines) + "\n", bad
 
 
-@dataclass
-class Stack:
-    amqp_uri: str
-    db_url: str
-    twin: str
-    work: Path
-    env: dict[str, str]
-
-    def rpc(self) -> Any:
-        return ClusterRpcProxy({"AMQP_URI": self.amqp_uri}, timeout=60)
-
-    def start_pagopa(self) -> ServiceProcess:
-        process = ServiceProcess("pagopa", self.env, self.work).start()
-
-        def healthy() -> bool:
-            try:
-                with ClusterRpcProxy({"AMQP_URI": self.amqp_uri}, timeout=5) as cluster:
-                    return bool(cluster.pagopa.health()["status"] == "ok")
-            except Exception:
-                return False
-
-        wait_for(healthy, timeout=60, interval=0.5, what="the pagopa service")
-        return process
-
-
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, tenant_files_dirs: tuple[Path, Path]) -> Iterator[Stack]:
-    work = tmp_path_factory.mktemp("pagopa_campaign")
-    source, secrets_dir = tenant_files_dirs
-    twin_port = free_port()
-    tenants_dir = tenant_files(source, work / "tenants", {8101: twin_port})
-    twin_log = (work / "twin.log").open("ab")
-    twin = subprocess.Popen([sys.executable, "-m", "sandbox.gpd"], cwd=ROOT, stdout=twin_log,
-                            stderr=subprocess.STDOUT,
-                            env={**os.environ, "SANDBOX_GPD_PORT": str(twin_port), "PYTHONPATH": str(ROOT)})
-    databases = Databases()
-    try:
-        twin_url = f"http://127.0.0.1:{twin_port}"
-        wait_for(lambda: _up(twin_url), timeout=30, what="the GPD twin")
-        with isolated_vhost() as amqp_uri:
-            db_url = databases.url("pagopa_campaign")
-            env = service_env(amqp_uri, tenants_dir, secrets_dir, work / "data", SPORTELLO_DATABASE_URL=db_url)
-            yield Stack(amqp_uri, db_url, twin_url, work, env)
-    finally:
-        twin.terminate()
-        twin.wait(timeout=10)
-        databases.drop_all()
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    with start_platform(tmp_path_factory.mktemp("pagopa_campaign"), services=("pagopa", "spid"),
+                        twins=("gpd",)) as running:
+        yield running
 
 
-@pytest.fixture(scope="module")
-def tenant_files_dirs(tenant_files: tuple[Path, Path]) -> tuple[Path, Path]:
-    return tenant_files
+def restart_pagopa(platform: Platform) -> None:
+    platform.processes["pagopa"].start()
+
+    def healthy() -> bool:
+        try:
+            with platform.rpc(timeout=5) as cluster:
+                return bool(cluster.pagopa.health()["status"] == "ok")
+        except Exception:
+            return False
+
+    wait_for(healthy, timeout=60, interval=0.3, what="the pagopa service after the restart")
 
 
-def _up(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/__twin/requests", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def test_kill_9_midway_creates_each_position_exactly_once(stack: Stack) -> None:
-    register_remote_errors()
+def test_kill_9_midway_creates_each_position_exactly_once(platform: Platform) -> None:
     text, bad = campaign_csv(ROWS)
     good = ROWS - len(bad)
     assert bad and good > 100
+    twin = platform.twins["gpd"]
+    operator = platform.auth(OPERATOR, ("operator",))
     # each GPD call takes a while, so the kill lands with rows created and rows pending
-    httpx.post(f"{stack.twin}/__twin/faults", json={"latency_ms": 250, "count": 1_000_000}, timeout=5)
-    pagopa = stack.start_pagopa()
+    httpx.post(f"{twin}/__twin/faults", json={"latency_ms": 100, "count": 1_000_000}, timeout=5)
     try:
-        with stack.rpc() as cluster:
-            uploaded = cluster.pagopa.upload_campaign("cremona", "TARI 2099", text)
+        answer = httpx.post(platform.url(BASE), params={"name": "TARI 2099"}, content=text, timeout=60,
+                            headers={**operator, "Content-Type": "text/csv", "Idempotency-Key": "tari-2099-kill"})
+        assert answer.status_code == 201, answer.text
+        uploaded = answer.json()
         cid = uploaded["campaign_id"]
         assert uploaded["total_rows"] == ROWS and uploaded["valid_rows"] == good
         assert sorted(e["row"] for e in uploaded["errors"]) == sorted(bad)
 
         def progress() -> dict[str, Any]:
-            with stack.rpc() as cluster:
-                return dict(cluster.pagopa.campaign_progress("cremona", cid))
+            reply = httpx.get(platform.url(f"{BASE}/{cid}"), headers=operator, timeout=30)
+            assert reply.status_code == 200, reply.text
+            return dict(reply.json())
 
-        wait_for(lambda: progress()["counts"]["created"] >= 60, timeout=60, interval=0.2, what="some rows created")
-        pagopa.kill9()
-        at_kill = _row_states(stack.db_url, cid)
+        wait_for(lambda: progress()["counts"]["created"] >= good // 4, timeout=60, interval=0.2,
+                 what="a quarter of the rows created")
+        platform.processes["pagopa"].kill9()
+        at_kill = _row_states(platform.database_urls["pagopa"], cid)
         assert at_kill["created"] < good and at_kill["pending"] > 0, at_kill  # really midway
 
-        pagopa = stack.start_pagopa()
+        # the operator's browser retries the upload meanwhile: the same campaign, nothing new
+        restart_pagopa(platform)
+        retried = httpx.post(platform.url(BASE), params={"name": "TARI 2099"}, content=text, timeout=60,
+                             headers={**operator, "Content-Type": "text/csv", "Idempotency-Key": "tari-2099-kill"})
+        assert retried.status_code == 200 and retried.json()["campaign_id"] == cid, retried.text
         done = wait_for(lambda: (p := progress())["status"] == "done" and p, timeout=120, interval=0.5,
                         what="the campaign to finish after the restart")
         assert done["counts"] == {"invalid": len(bad), "pending": 0, "created": good, "failed": 0}
-
-        with stack.rpc() as cluster:
-            report = cluster.pagopa.campaign_report("cremona", cid, None, 0, 5000)["items"]
+        reply = httpx.get(platform.url(f"{BASE}/{cid}/report"), params={"limit": 5000}, headers=operator,
+                          timeout=60)
+        assert reply.status_code == 200, reply.text
+        report = reply.json()["items"]
     finally:
-        pagopa.stop()
-        httpx.post(f"{stack.twin}/__twin/faults", json={"count": 0}, timeout=5)
+        httpx.post(f"{twin}/__twin/faults", json={"count": 0}, timeout=5)
 
     assert [r["row"] for r in report] == list(range(1, ROWS + 1))
     assert all((r["status"] == "invalid") == (r["row"] in bad) for r in report)
@@ -160,26 +125,21 @@ def test_kill_9_midway_creates_each_position_exactly_once(stack: Stack) -> None:
     assert len(created) == good
 
     # at the twin: exactly our positions, each once (a duplicate would be another IUPD or IUV)
-    twin_positions = httpx.get(f"{stack.twin}/__twin/positions/{ORG}", timeout=10).json()["positions"]
+    twin_positions = httpx.get(f"{twin}/__twin/positions/{ORG}", timeout=10).json()["positions"]
     iupds = Counter(p["iupd"] for p in twin_positions)
     iuvs = Counter(o["iuv"] for p in twin_positions for o in p["paymentOption"])
     assert len(twin_positions) == good and set(iupds.values()) == {1} and set(iuvs.values()) == {1}
     assert set(iupds) == {f"{ORG}-{position_id}" for position_id in created}
     assert {p["status"] for p in twin_positions} == {"VALID"}
-    counters = httpx.get(f"{stack.twin}/__twin/requests", timeout=5).json()
+    counters = httpx.get(f"{twin}/__twin/requests", timeout=5).json()
     assert counters["received"].get("POST create_many", 0) >= good // 20
     assert counters["statuses"].get("429", 0) == 0  # the limiter kept GPD's limit
 
     # one PaymentPositionCreated per position, with the campaign id, in the outbox
-    engine = sa.create_engine(stack.db_url)
-    try:
-        with engine.connect() as connection:
-            bodies = connection.execute(sa.text(
-                "SELECT body FROM outbox WHERE event_type LIKE '%payment.position.created%'")).scalars().all()
-            statuses = Counter(connection.execute(sa.text(
-                "SELECT status FROM pagopa_positions WHERE campaign_id = :c"), {"c": cid}).scalars())
-    finally:
-        engine.dispose()
+    bodies = [r[0] for r in platform.rows("pagopa", "SELECT body FROM outbox WHERE event_type LIKE :t",
+                                          t="%payment.position.created%")]
+    statuses = Counter(r[0] for r in platform.rows("pagopa", "SELECT status FROM pagopa_positions "
+                                                              "WHERE campaign_id = :c", c=cid))
     events = [json.loads(b)["data"] for b in bodies]
     assert Counter(e["position_id"] for e in events) == Counter(created)
     assert {e["campaign_id"] for e in events} == {cid}

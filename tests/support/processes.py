@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -65,18 +65,34 @@ class ServiceProcess:
         self.proc.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
+        if self.terminate():
+            self.wait_stopped()
+
+    def terminate(self) -> bool:
+        """Ask for a graceful stop (SIGTERM) without waiting; False if it is not running."""
         if self.proc is None or self.proc.poll() is not None:
-            return
+            return False
         self.proc.send_signal(signal.SIGCONT)
         self.proc.send_signal(signal.SIGTERM)
+        return True
+
+    def wait_stopped(self, timeout: float = 15) -> None:
+        assert self.proc is not None
         try:
-            self.proc.wait(timeout=15)
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout=5)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def stop_all(processes: Iterable[ServiceProcess]) -> None:
+    """Stop several processes with their graceful stops overlapping (a few seconds each, not the sum)."""
+    asked = [process for process in processes if process.terminate()]
+    for process in asked:
+        process.wait_stopped()
 
 
 def service_env(amqp_uri: str, tenants_dir: Path, secrets_dir: Path, data_dir: Path, **extra: str) -> dict[str, str]:

@@ -211,11 +211,35 @@ class HttpGpd:
                                 params={"toPublish": str(publish).lower()})
         if response.status_code == 201:
             return
-        if response.status_code == 409:  # some exist already (a resumed campaign): one by one, 409-aware
-            for position in positions:
-                self.create(tenant, position, publish=publish)
+        if response.status_code == 409:  # some exist already (a campaign resumed after a crash)
+            self._resume_many(tenant, positions, publish=publish)
             return
         raise self._reject(response, "create the positions in bulk")
+
+    def _resume_many(self, tenant: Tenant, positions: list[PaymentPosition], *, publish: bool) -> None:
+        """After a bulk 409: one GET per position says which are there (a bulk call is all or nothing,
+        so usually all of them are); the missing ones go in one more bulk call. Half the calls of
+        "create each, 409, then GET it". A second 409 (an IUV held by another IUPD) falls back to
+        one by one, where `create` names the culprit."""
+        missing = []
+        for position in positions:
+            found = self.get(tenant, position.iupd)
+            if found is None:
+                missing.append(position)
+            elif publish and found.status == "DRAFT":
+                self.publish(tenant, position.iupd)
+        log.info("gpd_bulk_resumed", tenant=tenant.id, existing=len(positions) - len(missing), missing=len(missing))
+        if not missing:
+            return
+        body = {"paymentPositions": [position_payload(tenant, p) for p in missing]}
+        response = self.request(tenant, "POST", self._org(tenant), version=2, json=body,
+                                params={"toPublish": str(publish).lower()})
+        if response.status_code == 201:
+            return
+        if response.status_code != 409:
+            raise self._reject(response, "create the positions in bulk")
+        for position in missing:
+            self.create(tenant, position, publish=publish)
 
     def get(self, tenant: Tenant, iupd: str) -> GpdPosition | None:
         response = self.request(tenant, "GET", f"{self._org(tenant)}/{iupd}")

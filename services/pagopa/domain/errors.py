@@ -38,3 +38,25 @@ class NotPayable(SportelloError):
 
     code = "pagopa.position.not_payable"
     title = "The payment position cannot be paid"
+
+
+class NodoUnavailable(SportelloError):
+    """The Nodo's reporting-flow service did not answer usefully after the retries allowed."""
+
+    code = "pagopa.nodo.unavailable"
+    title = "The pagoPA Nodo is not available"
+
+
+class NodoRejected(SportelloError):
+    """The Nodo refused our request (a PPT_* fault: credentials, station, flow id) or answered
+    something that breaks its schema."""
+
+    code = "pagopa.nodo.rejected"
+    title = "The pagoPA Nodo rejected the request"
+
+
+class IdempotencyConflict(SportelloError):
+    """The same Idempotency-Key was used before with different content."""
+
+    code = "pagopa.idempotency.conflict"
+    title = "This Idempotency-Key was used for a different request"

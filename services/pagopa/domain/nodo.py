@@ -117,9 +117,9 @@ def soap_fault(reason: str) -> bytes:
     return bytes(ElementTree.tostring(root, encoding="utf-8", xml_declaration=True))
 
 
-def body_element(payload: bytes) -> ElementTree.Element:
+def body_element(payload: bytes, limit: int = MAX_MESSAGE_BYTES) -> ElementTree.Element:
     """The one element inside soapenv:Body; NotSoap otherwise."""
-    if len(payload) > MAX_MESSAGE_BYTES:
+    if len(payload) > limit:
         raise NotSoap("message too large")
     if b"<!DOCTYPE" in payload or b"<!ENTITY" in payload:
         raise NotSoap("DTDs are not accepted")  # no entity expansion games

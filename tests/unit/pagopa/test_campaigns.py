@@ -15,9 +15,10 @@ import sqlalchemy as sa
 from services.pagopa.application import Positions
 from services.pagopa.campaigns import Campaigns
 from services.pagopa.domain.campaign_csv import parse_amount, parse_campaign, parse_date
-from services.pagopa.domain.errors import GpdRejected, GpdUnavailable
+from services.pagopa.domain.errors import GpdRejected, GpdUnavailable, IdempotencyConflict
 from services.pagopa.domain.positions import PaymentPosition
 from services.pagopa.models import campaign_rows, positions
+from services.pagopa.models import campaigns as campaigns_table
 from services.pagopa.ports import GpdPosition
 from sportello.db import Database
 from sportello.errors import NotFound, ValidationFailed
@@ -258,3 +259,59 @@ def test_a_campaign_of_only_bad_rows_is_done_at_once(campaigns: Campaigns, gpd: 
     view = campaigns.upload("cremona", "TARI", HEADER + "\nXX;a;1;31/03/2027;b;\n")
     assert view["status"] == "done" and view["counts"]["invalid"] == 1
     assert campaigns.process("cremona") == 0 and gpd.bulk_calls == 0
+
+
+# -- idempotent uploads ------------------------------------------------------------------------------
+def test_a_retried_upload_with_its_key_answers_the_same_campaign(campaigns: Campaigns, database: Database,
+                                                                 gpd: BulkGpd) -> None:
+    text = good_csv(6) + "XXXXXX;Nessuno;10;31/03/2027;TARI;\n"
+    first = campaigns.upload("cremona", "TARI 2027", text, idempotency_key="upload-1")
+    assert first["replayed"] is False
+    again = campaigns.upload("cremona", "TARI 2027", text.encode(), idempotency_key="upload-1")  # same bytes
+    assert again["replayed"] is True and again["campaign_id"] == first["campaign_id"]
+    assert again["errors"] == first["errors"] and again["total_rows"] == 7
+    campaigns.process("cremona")
+    after = campaigns.upload("cremona", "TARI 2027", text, idempotency_key="upload-1")
+    assert after["campaign_id"] == first["campaign_id"] and after["counts"]["created"] == 6
+    with database.transaction() as session:
+        assert session.execute(sa.select(sa.func.count()).select_from(positions)).scalar_one() == 6
+        assert session.execute(sa.select(sa.func.count()).select_from(campaign_rows)).scalar_one() == 7
+    assert len(gpd.created) == 6
+
+
+def test_the_same_key_with_other_content_is_a_conflict(campaigns: Campaigns) -> None:
+    campaigns.upload("cremona", "TARI 2027", good_csv(2), idempotency_key="upload-2")
+    with pytest.raises(IdempotencyConflict):
+        campaigns.upload("cremona", "TARI 2027", good_csv(3), idempotency_key="upload-2")
+    with pytest.raises(IdempotencyConflict):
+        campaigns.upload("cremona", "TARI 2028", good_csv(2), idempotency_key="upload-2")  # another name
+    other = campaigns.upload("lodi", "TARI 2027", good_csv(3), idempotency_key="upload-2")  # keys are per Comune
+    assert other["replayed"] is False
+    unkeyed = [campaigns.upload("cremona", "TARI 2027", good_csv(2))["campaign_id"] for _ in range(2)]
+    assert len(set(unkeyed)) == 2  # without a key every upload is a campaign
+
+
+@pytest.mark.parametrize("key", ["", "a b", "x" * 256, "chiave-è"])
+def test_a_malformed_key_is_refused(campaigns: Campaigns, key: str) -> None:
+    with pytest.raises(ValidationFailed, match="Idempotency-Key"):
+        campaigns.upload("cremona", "TARI", good_csv(1), idempotency_key=key)
+
+
+def test_two_concurrent_uploads_with_one_key_make_one_campaign(campaigns: Campaigns, database: Database,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second request checked before the first committed: the unique key sends it to the replay."""
+    original = campaigns._replay
+    calls: list[int] = []
+
+    def late_first_check(tenant_id: str, key: str, digest: str) -> dict[str, object] | None:
+        calls.append(1)
+        if len(calls) == 1:  # the concurrent twin's commit lands right after our check
+            campaigns._store(campaigns.app._tenant("cremona"), "TARI", good_csv(2), key, digest)
+            return None
+        return original(tenant_id, key, digest)
+
+    monkeypatch.setattr(campaigns, "_replay", late_first_check)
+    answer = campaigns.upload("cremona", "TARI", good_csv(2), idempotency_key="race")
+    assert answer["replayed"] is True and len(calls) == 2
+    with database.transaction() as session:
+        assert session.execute(sa.select(sa.func.count()).select_from(campaigns_table)).scalar_one() == 1

@@ -88,6 +88,17 @@ def test_iuv_used_by_another_iupd_is_a_rejection(twin: GpdTwin, clock: Clock) ->
         gpd.create(tenant(), clash, publish=True)
 
 
+def test_the_twin_frees_an_iuv_when_its_position_is_deleted(twin: GpdTwin, clock: Clock) -> None:
+    """The twin's IUV index (one look-up per option, not a scan of every position) follows deletes."""
+    gpd = make_gpd(twin, clock)
+    gpd.create(tenant(), position(), publish=False)
+    assert twin.iuv_owner[ORG] == {position().iuv: position().iupd}
+    gpd.delete(tenant(), position().iupd)
+    assert twin.iuv_owner[ORG] == {}
+    reused = PaymentPosition(**{**position().__dict__, "iupd": f"{ORG}-other"})
+    assert gpd.create(tenant(), reused, publish=True).status == "VALID"  # the IUV is free again
+
+
 def test_twin_validation_is_a_rejection(twin: GpdTwin, clock: Clock) -> None:
     gpd = make_gpd(twin, clock)
     bad = position()
@@ -162,6 +173,18 @@ def test_bulk_create_and_resume_without_duplicates(twin: GpdTwin, clock: Clock) 
     gpd = make_gpd(twin, clock)
     batch = [position(n) for n in range(1, 6)]
     gpd.create_many(tenant(), batch[:3], publish=True)
-    gpd.create_many(tenant(), batch, publish=True)  # resumed: 3 exist, 409, then one by one
+    gpd.create_many(tenant(), batch, publish=True)  # resumed: 3 exist, 409, a GET each, the 2 missing in bulk
     assert len(twin.positions[ORG]) == 5
-    assert twin.received["POST create_many"] == 2
+    assert twin.received["POST create_many"] == 3 and twin.received["GET get"] == 5
+    assert twin.received["POST create"] == 0  # not one by one: half the calls
+    gpd.create_many(tenant(), batch, publish=True)  # all there: 409 and five GETs, nothing created
+    assert len(twin.positions[ORG]) == 5 and twin.received["POST create_many"] == 4
+
+
+def test_a_bulk_iuv_clash_is_found_one_by_one(twin: GpdTwin, clock: Clock) -> None:
+    gpd = make_gpd(twin, clock)
+    gpd.create(tenant(), position(1), publish=True)
+    clash = PaymentPosition(**{**position(1).__dict__, "iupd": f"{ORG}-other"})  # same IUV, another IUPD
+    with pytest.raises(GpdRejected):
+        gpd.create_many(tenant(), [position(2), clash], publish=True)
+    assert twin.received["POST create"] >= 2  # the second bulk 409 fell back to one by one
