@@ -5,6 +5,8 @@ Defaults follow IO's limit (about 150 requests / 5 s per key) and a Comune's wor
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -15,9 +17,13 @@ class AppIOSettings(BaseSettings):
     rate_limit: int = Field(default=150, ge=1, description="requests per window per subscription key")
     rate_window_seconds: float = Field(default=5.0, gt=0)
     rate_margin_seconds: float = Field(
-        default=0.2, ge=0, le=5,
-        description="added to the window: IO counts arrivals, we count sends; covers the network and ingress "
-                    "jitter between (0.1 s let 151 arrive in one window at the twin on a loaded host)")
+        default=0.0, ge=0, le=5,
+        description="optional extra seconds on the window (e.g. against a clock-rate drift at IO); not needed "
+                    "for correctness: a call counts from before it leaves until its answer is back (ADR 0011)")
+    rate_limiter: Literal["auto", "local", "shared"] = Field(
+        default="auto",
+        description="local: in this process (one replica per IO key); shared: in the service's PostgreSQL "
+                    "database, one limit for every replica (ADR 0011); auto: shared on PostgreSQL, local on SQLite")
     concurrency: int = Field(default=16, ge=1, le=256, description="messages in flight at once")
     poll_seconds: float = Field(default=0.5, gt=0, le=60, description="how often due messages are looked for")
     lease_seconds: float = Field(default=120.0, gt=0, description="how long a worker owns a message")
@@ -36,3 +42,9 @@ class AppIOSettings(BaseSettings):
         if self.lease_seconds <= 2 * call + self.rate_window_seconds:
             raise ValueError("lease_seconds must exceed 2 x (http + connect timeouts) + rate window")
         return self
+
+    @property
+    def max_call_seconds(self) -> float:
+        """The longest one call can hold its limiter slot: the intent commit (bounded by a window here),
+        pool + connect + write + read timeouts. A shared slot of a replica that died counts until then."""
+        return self.rate_window_seconds + self.connect_timeout_seconds + 3 * self.http_timeout_seconds

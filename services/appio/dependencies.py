@@ -1,8 +1,9 @@
 """nameko edge of the App IO service: the delivery loop and the IO clients it uses.
 
 Why: the loop is plain Python (`delivery.Deliverer`); this provider gives it a managed
-greenthread, a pool of workers sized by `SPORTELLO_APPIO_CONCURRENCY`, one rate limiter per
-process (per key inside), and a wake-up when a new message is recorded.
+greenthread, a pool of workers sized by `SPORTELLO_APPIO_CONCURRENCY`, the rate limiter (per key:
+in the database, shared by every replica, on PostgreSQL; in process on SQLite — ADR 0011), and
+a wake-up when a new message is recorded.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from services.appio.adapters.io_http import IOClients, IOServicesClient
 from services.appio.config import AppIOSettings
 from services.appio.delivery import Deliverer
 from services.appio.domain.delivery import RetryPolicy
-from services.appio.limiter import SendTimeLimiter
 from sportello.edge.kernel import KernelContext, ServiceDatabase
 from sportello.metrics import observed_sleep
+from sportello.ratelimit import CallLimiter, SlidingWindowLimiter
+from sportello.ratelimit_db import PostgresWindowLimiter
 
 log = structlog.get_logger("appio.dispatcher")
 
@@ -35,8 +37,7 @@ class DeliveryEngine(DependencyProvider):
     def setup(self) -> None:
         self.config = AppIOSettings()
         config = self.config
-        self.limiter = SendTimeLimiter(config.rate_limit, config.rate_window_seconds + config.rate_margin_seconds,
-                                       sleep=observed_sleep("appio", eventlet.sleep))
+        self.limiter = self._limiter(config)
         self.clients = IOClients(lambda base_url: IOServicesClient(
             base_url, limiter=self.limiter, timeout=config.http_timeout_seconds,
             connect_timeout=config.connect_timeout_seconds))
@@ -50,6 +51,17 @@ class DeliveryEngine(DependencyProvider):
         self._inflight: set[str] = set()
         self._pool = GreenPool(config.concurrency)
         self._running = False
+
+    def _limiter(self, config: AppIOSettings) -> CallLimiter:
+        window = config.rate_window_seconds + config.rate_margin_seconds
+        sleep = observed_sleep("appio", eventlet.sleep)
+        database = self.kernel.database
+        self.shared_limiter = config.rate_limiter == "shared" or (
+            config.rate_limiter == "auto" and not database.is_sqlite)
+        if self.shared_limiter:
+            return PostgresWindowLimiter(database.engine, config.rate_limit, window,
+                                         max_call_seconds=config.max_call_seconds, sleep=sleep)
+        return SlidingWindowLimiter(config.rate_limit, window, sleep=sleep)
 
     def start(self) -> None:
         self._running = True
@@ -83,10 +95,12 @@ class DeliveryEngine(DependencyProvider):
 
     def _loop(self) -> None:
         poll = self.config.poll_seconds
-        # A process that just (re)started cannot know what its predecessor sent in the last window:
-        # waiting one window before the first call keeps a restart from exceeding IO's limit. A plain
-        # sleep, not a wait on `_wake`: a message recorded meanwhile must not cut the window short.
-        quiet_until = time.monotonic() + self.config.rate_window_seconds + self.config.rate_margin_seconds
+        # A process that just (re)started with an in-process limiter cannot know what its predecessor
+        # sent in the last window: waiting one window before the first call keeps a restart from
+        # exceeding IO's limit (the shared limiter remembers, in the database). A plain sleep, not a
+        # wait on `_wake`: a message recorded meanwhile must not cut the window short.
+        quiet = 0.0 if self.shared_limiter else self.config.rate_window_seconds + self.config.rate_margin_seconds
+        quiet_until = time.monotonic() + quiet
         while self._running and time.monotonic() < quiet_until:
             eventlet.sleep(min(0.1, max(0.0, quiet_until - time.monotonic())))
         while self._running:

@@ -4,6 +4,8 @@
   unique per tenant, so an event redelivered, a campaign resumed or a back-office retry with the
   same idempotency key can never create a second logical message.
 - `appio_campaigns`: one message to many citizens; its recipients are message rows.
+- `rate_limit_keys`, `rate_limit_calls`: IO's limit shared by every replica (`sportello.ratelimit_db`,
+  docs/adr/0011); used on PostgreSQL only, created everywhere so the schema is one.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from sportello.db import new_metadata
+from sportello.ratelimit_db import rate_limit_tables
 
 APPIO_METADATA = new_metadata()
 
@@ -79,6 +82,8 @@ campaigns = Table(
     Column("note", Text, nullable=True),
     UniqueConstraint("tenant", "dedup_key", name="uq_appio_campaigns_tenant_dedup_key"),
 )
+
+rate_limit_keys, rate_limit_calls = rate_limit_tables(APPIO_METADATA)
 
 
 def campaign_counts(session: Session) -> list[tuple[str, str, int]]:

@@ -5,10 +5,11 @@
 - Header `Ocp-Apim-Subscription-Key`; each IO service has a primary and an optional secondary key:
   a 401/403 with the primary is retried once with the secondary (key rotation), and the
   secondary is then preferred for a while.
-- Every request waits its turn on the limiter (per key) and a 429 pauses that key for its
-  Retry-After. Every documented status becomes a typed error; anything else, or a body the
-  contract does not allow, becomes `IOMalformedReply` — or `IOOutcomeUnknown` for a submission,
-  since IO may have created the message (docs/adr/0007).
+- Every request waits its turn on the limiter (per key), counts against IO's window from before it
+  leaves until its answer is back (docs/adr/0011), and a 429 pauses that key for its Retry-After.
+  Every documented status becomes a typed error; anything else, or a body the contract does not
+  allow, becomes `IOMalformedReply` — or `IOOutcomeUnknown` for a submission, since IO may have
+  created the message (docs/adr/0007).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -35,7 +36,7 @@ from services.appio.domain.errors import (
 from services.appio.domain.messages import MessageContent
 from services.appio.ports import IOMessageStatus, Profile, ServiceKeys
 from sportello.httpclient import metered_client
-from sportello.ratelimit import parse_retry_after
+from sportello.ratelimit import CallLimiter, Ticket, parse_retry_after
 
 logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines carry URLs (getMessage has the CF)
 KEY_HEADER = "Ocp-Apim-Subscription-Key"
@@ -43,15 +44,12 @@ PREFER_SECONDARY_SECONDS = 600.0
 NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
 
-class Limiter(Protocol):
-    def acquire(self, key: str = "") -> float: ...
-
-    def pause(self, key: str, seconds: float) -> None: ...
-
-
 class _Unlimited:
-    def acquire(self, key: str = "") -> float:
-        return 0.0
+    def begin(self, key: str = "") -> Ticket:
+        return Ticket(key, 0)
+
+    def end(self, ticket: Ticket) -> None:
+        return None
 
     def pause(self, key: str, seconds: float) -> None:
         return None
@@ -69,11 +67,11 @@ def _problem_detail(response: httpx.Response) -> str:
 class IOServicesClient:
     """`IOServicesPort` over httpx. One instance per base URL; thread- and greenlet-safe."""
 
-    def __init__(self, base_url: str, *, limiter: Limiter | None = None, timeout: float = 10.0,
+    def __init__(self, base_url: str, *, limiter: CallLimiter | None = None, timeout: float = 10.0,
                  connect_timeout: float = 5.0, transport: httpx.BaseTransport | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.base_url = base_url.rstrip("/")
-        self._limiter = limiter or _Unlimited()
+        self._limiter: CallLimiter = limiter or _Unlimited()
         self._clock = clock
         self._prefer_secondary: dict[str, float] = {}
         self._http = metered_client(
@@ -138,13 +136,15 @@ class IOServicesClient:
         response: httpx.Response | None = None
         for index, (slot, key) in enumerate(slots):
             limiter_key = f"{keys.limiter_key}#{slot}"
-            admit = getattr(self._limiter, "admit", None)
-            ticket = admit(limiter_key) if admit is not None else self._limiter.acquire(limiter_key)
-            if before_send is not None and index == 0:
-                before_send()
-            if admit is not None:
-                self._limiter.sent(limiter_key, ticket)  # type: ignore[attr-defined]
-            response = self._send(method, path, key, json=json, idempotent=idempotent)
+            # the call counts against IO's window from before the intent is recorded until its answer
+            # is back: IO's arrival is somewhere in between, so no window at IO can overfill (ADR 0011)
+            ticket = self._limiter.begin(limiter_key)
+            try:
+                if before_send is not None and index == 0:
+                    before_send()
+                response = self._send(method, path, key, json=json, idempotent=idempotent)
+            finally:
+                self._limiter.end(ticket)
             if response.status_code == 429:
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
                 self._limiter.pause(limiter_key, retry_after)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 
 import httpx
 import pytest
@@ -22,7 +23,7 @@ from services.appio.domain.errors import (
     IOUnavailable,
 )
 from services.appio.ports import ServiceKeys
-from sportello.ratelimit import SlidingWindowLimiter
+from sportello.ratelimit import SlidingWindowLimiter, Ticket
 
 PRIMARY, SECONDARY = "primary-key-0001", "secondary-key-0001"
 KEYS = ServiceKeys(limiter_key="cremona/anagrafe", primary=PRIMARY, secondary=SECONDARY)
@@ -101,6 +102,44 @@ def test_the_limiter_is_asked_before_every_request() -> None:
     for _ in range(4):
         client.get_profile(KEYS, seed.ON_IO[0])
     assert len(used) == 4 and now[0] == pytest.approx(5.0)  # the 4th waited for the window
+
+
+class RecordingLimiter:
+    """Records the order of events: a call's slot must span the intent and the whole HTTP exchange."""
+
+    def __init__(self, events: list[str]) -> None:
+        self.events = events
+
+    def begin(self, key: str = "") -> Ticket:
+        self.events.append(f"begin {key}")
+        return Ticket(key, len(self.events))
+
+    def end(self, ticket: Ticket) -> None:
+        self.events.append(f"end {ticket.key}")
+
+    def pause(self, key: str, seconds: float) -> None:
+        self.events.append(f"pause {key} {seconds:g}")
+
+
+@pytest.mark.parametrize("answer", [201, 429, "lost"])
+def test_a_call_holds_its_limiter_slot_from_before_the_intent_until_its_answer(answer: object) -> None:
+    events: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        events.append("io received")
+        if answer == "lost":
+            raise httpx.ReadTimeout("no answer", request=request)
+        if answer == 429:
+            return httpx.Response(429, headers={"Retry-After": "2"})
+        return httpx.Response(201, json={"id": "01ABC"})
+
+    client = IOServicesClient("http://io.test/api/v1", limiter=RecordingLimiter(events),
+                              transport=httpx.MockTransport(handler))
+    with pytest.raises((IOThrottled, IOOutcomeUnknown)) if answer != 201 else nullcontext():
+        client.submit_message(KEYS, seed.ON_IO[0], CONTENT, before_send=lambda: events.append("intent"))
+    key = "cremona/anagrafe#primary"
+    expected = [f"begin {key}", "intent", "io received", f"end {key}"]
+    assert events == expected + ([f"pause {key} 2"] if answer == 429 else [])
 
 
 @pytest.mark.parametrize(("status", "error"), [(400, IOBadRequest), (404, IONotFound), (500, IOServerError),
