@@ -5,6 +5,14 @@
 #   sportello <command>                                              (operator CLI)
 # Linted by hadolint in tests/deploy/test_container.py. Build: docker build -t sportello:0.1.0 .
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+ARG NODE_IMAGE=node:20.20.2-bookworm-slim
+
+# The citizen portal and the back-office console: static files built with the pinned npm packages
+# of web/package-lock.json, served by the gateway from SPORTELLO_WEB_DIR.
+FROM ${NODE_IMAGE} AS web
+WORKDIR /web
+COPY web ./
+RUN npm ci --no-audit --no-fund && npm run build
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
@@ -32,6 +40,7 @@ RUN groupadd --system --gid 10001 sportello \
     && mkdir -p /etc/sportello/tenants /run/secrets/sportello /var/lib/sportello \
     && chown sportello:sportello /var/lib/sportello
 COPY --from=build /opt/sportello /opt/sportello
+COPY --from=web /web/dist /opt/sportello/web
 # DL3064 is about values: these are folder paths and addresses, no secret is set here.
 # hadolint ignore=DL3064
 ENV PATH=/opt/sportello/bin:$PATH \
@@ -42,7 +51,8 @@ ENV PATH=/opt/sportello/bin:$PATH \
     SPORTELLO_DATA_DIR=/var/lib/sportello \
     SPORTELLO_GATEWAY_ADDRESS=0.0.0.0:8080 \
     SPORTELLO_METRICS_ADDRESS=0.0.0.0:9100 \
-    SPORTELLO_LOG_FORMAT=json
+    SPORTELLO_LOG_FORMAT=json \
+    SPORTELLO_WEB_DIR=/opt/sportello/web
 WORKDIR /var/lib/sportello
 USER 10001:10001
 # 8080: the gateway's API; 9100: /metrics, /healthz, /readyz of whichever component runs

@@ -5,9 +5,10 @@
 # Running servers are left alone; installed-but-stopped ones are started; missing ones are
 # installed with apt-get when running as root, otherwise the script says what to install.
 #
-# Tools the tests run (no server, only installed): xmlsec1 (used by the official spid-sp-test).
+# Tools the tests run (no server, only installed): xmlsec1 (used by the official spid-sp-test),
+# chromium (Debian's Chromium and ChromeDriver, for the browser tests in tests/browser).
 #
-# Usage: scripts/ensure-services.sh [rabbitmq] [postgresql] [xmlsec1]
+# Usage: scripts/ensure-services.sh [rabbitmq] [postgresql] [xmlsec1] [chromium]
 set -euo pipefail
 
 # Debian keeps the server commands in /usr/sbin, which is not on every user's PATH.
@@ -48,6 +49,7 @@ package_of() {
         rabbitmq) echo rabbitmq-server ;;
         postgresql) echo postgresql ;;
         xmlsec1) echo xmlsec1 ;;
+        chromium) echo chromium chromium-driver ;;
     esac
 }
 
@@ -60,6 +62,7 @@ installed() {
         rabbitmq) command -v rabbitmq-server >/dev/null ;;
         postgresql) command -v pg_ctlcluster >/dev/null && [[ -n $(ls /etc/postgresql 2>/dev/null) ]] ;;
         xmlsec1) command -v xmlsec1 >/dev/null ;;
+        chromium) [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver ]] ;;
     esac
 }
 
@@ -108,18 +111,18 @@ ensure_pg_role() {
     say "PostgreSQL role sportello can log in ($PG_URL)"
 }
 
-(($# > 0)) || die "usage: $0 [rabbitmq] [postgresql] [xmlsec1]"
+(($# > 0)) || die "usage: $0 [rabbitmq] [postgresql] [xmlsec1] [chromium]"
 for service in "$@"; do
-    [[ $service == rabbitmq || $service == postgresql || $service == xmlsec1 ]] ||
-        die "unknown service '$service' (rabbitmq, postgresql, xmlsec1)"
+    [[ $service == rabbitmq || $service == postgresql || $service == xmlsec1 || $service == chromium ]] ||
+        die "unknown service '$service' (rabbitmq, postgresql, xmlsec1, chromium)"
 done
 
 # 1. What is already up, what only needs starting, what is missing.
 to_start=()
 missing=()
 for service in "$@"; do
-    if [[ $service == xmlsec1 ]]; then  # a tool: installed or not, nothing to start
-        if installed xmlsec1; then say "xmlsec1 is installed"; else missing+=(xmlsec1); fi
+    if [[ $service == xmlsec1 || $service == chromium ]]; then  # a tool: installed or not, nothing to start
+        if installed "$service"; then say "$service is installed"; else missing+=($(package_of "$service")); fi
         continue
     fi
     if port_open "$(port_of "$service")"; then

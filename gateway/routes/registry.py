@@ -14,7 +14,7 @@ from typing import Any
 from werkzeug.wrappers import Request, Response
 
 import services.anpr.domain.errors  # noqa: F401 - anpr's errors arrive typed over RPC
-from gateway.http import api, json_object, json_response
+from gateway.http import api, int_arg, json_object, json_response
 from sportello.errors import ValidationFailed
 from sportello.tokens import Principal, Role
 
@@ -75,6 +75,13 @@ class RegistryRoutes:
                            exemption=_optional_int(data, "exemption"),
                            exemption_description=data.get("exemption_description"))
         return json_response(result, 201 if result["status"] == "issued" else 202)
+
+    @api("GET", "/v1/tenants/<tenant>/certificates")
+    def my_certificate_requests(self, request: Request, tenant: str) -> Response:
+        principal = self._registry_principal(request, tenant, "citizen", *BACK_OFFICE)
+        limit = int_arg(request, "limit", default=50)
+        return json_response({"requests": self.call(self.anpr.my_certificate_requests, tenant,
+                                                     _actor(principal, "citizen"), limit)})
 
     @api("GET", "/v1/tenants/<tenant>/certificates/<request_id>")
     def certificate_status(self, request: Request, tenant: str, request_id: str) -> Response:

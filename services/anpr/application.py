@@ -333,6 +333,16 @@ class AnprApplication:
                                      "issued_at": _iso(cert["issued_at"]), "valid_until": _iso(cert["valid_until"])}
         return answer
 
+    def requests_of(self, tenant_id: str, actor: Actor, limit: int = 50) -> list[dict[str, Any]]:
+        """The actor's own certificate requests, newest first (what a citizen asked for, on any channel)."""
+        limit = max(1, min(int(limit), 200))
+        with self.db.transaction() as session:
+            ids = session.execute(select(models.certificate_requests.c.id).filter_by(
+                tenant=tenant_id, requester=actor.fiscal_code).order_by(
+                models.certificate_requests.c.created_at.desc()).limit(limit)).scalars().all()
+        citizen = Actor(actor.fiscal_code, "citizen", actor.level)  # own requests only, whatever the role
+        return [self.status(tenant_id, request_id, citizen) for request_id in ids]
+
     def download(self, tenant_id: str, request_id: str, actor: Actor) -> bytes:
         self.status(tenant_id, request_id, actor)  # the same access rule
         with self.db.transaction() as session:

@@ -66,6 +66,11 @@ class AnprService(PlatformService):
         return self.app.status(tenant, request_id, _actor(actor))
 
     @rpc
+    def my_certificate_requests(self, tenant: str, actor: dict[str, Any], limit: int = 50) -> list[dict[str, Any]]:
+        self.request.bind(tenant=tenant)
+        return self.app.requests_of(tenant, _actor(actor), limit)
+
+    @rpc
     def download_certificate(self, tenant: str, actor: dict[str, Any], request_id: str) -> str:
         self.request.bind(tenant=tenant)
         return base64.b64encode(self.app.download(tenant, request_id, _actor(actor))).decode("ascii")

@@ -72,7 +72,10 @@ def test_base_image_is_python_311_slim_pinned_by_version(dockerfile: list[tuple[
     base = args["PYTHON_IMAGE"]
     assert re.fullmatch(r"python:3\.11\.\d+-slim(-[a-z]+)?", base), base
     froms = [arg for kind, arg in dockerfile if kind == "FROM"]
-    assert len(froms) == 2 and all(f.startswith("${PYTHON_IMAGE}") for f in froms), "two stages, one pinned base"
+    python_stages = [f for f in froms if f.startswith("${PYTHON_IMAGE}")]
+    assert len(python_stages) == 2 and froms[-1].startswith("${PYTHON_IMAGE}"), "build and runtime on one base"
+    assert re.fullmatch(r"node:\d+\.\d+\.\d+-[a-z]+-slim", args["NODE_IMAGE"]), "the web build's node, pinned"
+    assert froms == ["${NODE_IMAGE} AS web", "${PYTHON_IMAGE} AS build", "${PYTHON_IMAGE}"]
 
 
 def test_runtime_stage_is_non_root_with_a_health_check(dockerfile: list[tuple[str, str]]) -> None:
@@ -106,6 +109,7 @@ def test_dockerignore_keeps_the_context_small() -> None:
               and not arg.startswith("--from") for src in arg.split()[:-1]}
     assert copied == allowed
     assert not allowed & {".venv", ".run", "tests", ".git", "var"}
+    assert {"web/node_modules", "web/dist"} <= set(lines), "the web build starts from the lock file, not a local tree"
 
 
 # --- compose.yaml -------------------------------------------------------------------------------

@@ -205,6 +205,26 @@ def test_exempt_certificate_is_issued_at_once_without_payment(platform: Platform
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
 
 
+def test_a_citizen_lists_only_his_own_certificate_requests(platform: Platform) -> None:
+    mario, giulia = platform.auth(MARIO), platform.auth(GIULIA)
+    asked = httpx.post(certificates(platform), json={"certificate_type": 8, "exemption": 1}, headers=mario,
+                       timeout=60)
+    assert asked.status_code == 201, asked.text
+    request_id = asked.json()["request_id"]
+    listed = httpx.get(certificates(platform), headers=mario, timeout=10)
+    assert listed.status_code == 200, listed.text
+    mine = listed.json()["requests"]
+    assert mine[0]["request_id"] == request_id and mine[0]["status"] == "issued"  # newest first
+    assert mine[0]["certificate"]["verification_code"]
+    theirs = httpx.get(certificates(platform), headers=giulia, timeout=10).json()["requests"]
+    assert request_id not in {item["request_id"] for item in theirs}
+    one = httpx.get(certificates(platform), params={"limit": 1}, headers=mario, timeout=10)
+    assert len(one.json()["requests"]) == 1
+    bad = httpx.get(certificates(platform), params={"limit": "many"}, headers=mario, timeout=10)
+    assert bad.status_code == 400 and bad.headers["content-type"] == "application/problem+json"
+    assert httpx.get(certificates(platform), timeout=10).status_code == 401
+
+
 def test_tenant_isolation_and_roles_at_the_gateway(platform: Platform) -> None:
     mario, giulia = platform.auth(MARIO), platform.auth(GIULIA)
     asked = httpx.post(certificates(platform), json={"certificate_type": 8, "exemption": 1}, headers=mario,
