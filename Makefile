@@ -9,14 +9,17 @@ IS_PY311 := import sys; sys.exit(sys.version_info[:2] != (3, 11))
 STAMP := $(VENV)/.installed
 ENSURE := scripts/ensure-services.sh
 PYTEST := $(VENV)/bin/python -m pytest --junitxml=test-artifacts/junit.xml
+# the citizen portal and the back-office console (web/): pinned npm packages, built into web/dist
+WEB_STAMP := web/dist/.built
+WEB_SOURCES := $(wildcard web/src/* web/portal/* web/console/*) web/package.json web/package-lock.json web/vite.config.js
 
-.PHONY: test run lint types unit conformance integration e2e deploy clean
+.PHONY: test run web browser lint types unit conformance integration e2e deploy resilience clean bench-gateway bench-notices bench-login bench-appio bench-appio-resilience
 
-test: lint types $(STAMP)
-	$(ENSURE) rabbitmq postgresql xmlsec1
-	$(PYTEST) tests/unit tests/conformance tests/integration tests/e2e tests/deploy
+test: lint types $(STAMP) $(WEB_STAMP)
+	$(ENSURE) rabbitmq postgresql xmlsec1 chromium
+	$(PYTEST) tests/unit tests/conformance tests/integration tests/e2e tests/deploy tests/browser tests/resilience
 
-run: $(STAMP)
+run: $(STAMP) $(WEB_STAMP)
 	$(ENSURE) rabbitmq
 	exec $(VENV)/bin/python -m sportello.devserver
 
@@ -29,6 +32,19 @@ $(STAMP): pyproject.toml requirements.lock
 	@$(VENV)/bin/python -c '$(IS_PY311)' || { echo "$(VENV) is not Python 3.11: remove it, or pick another with VENV=" >&2; exit 1; }
 	$(VENV)/bin/pip install -c requirements.lock -e '.[dev]'
 	touch $@
+
+# npm ci installs exactly web/package-lock.json; the build runs again whenever a source changes
+web: $(WEB_STAMP)
+
+$(WEB_STAMP): $(WEB_SOURCES)
+	@command -v npm >/dev/null || { echo "the web pages need Node.js 20+ and npm: sudo apt-get install nodejs npm" >&2; exit 1; }
+	cd web && npm ci --no-audit --no-fund && npm run build
+	touch $@
+
+# the portal and the console in headless Chromium (Debian's), against the running platform
+browser: $(STAMP) $(WEB_STAMP)
+	$(ENSURE) rabbitmq postgresql chromium
+	$(PYTEST) tests/browser
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -56,6 +72,39 @@ deploy: $(STAMP)
 	$(ENSURE) rabbitmq
 	$(PYTEST) tests/deploy
 
+# Benchmarks (commands, not tests; each writes its section of docs/benchmarks.md). wrk: apt-get install wrk
+bench-gateway: $(STAMP)
+	$(ENSURE) rabbitmq postgresql
+	$(VENV)/bin/python -m bench.gateway
+
+bench-notices: $(STAMP)
+	$(VENV)/bin/python -m bench.notices
+
+bench-login: $(STAMP)
+	$(VENV)/bin/python -m bench.login
+
+# App IO at IO's limit (150 / 5 s): a campaign against the minimum time; then 5,000 citizens with 20%
+# faults, two replicas sharing the limit, one killed (tests/e2e/test_appio_resilience_smoke.py is its smoke)
+bench-appio: $(STAMP)
+	$(ENSURE) rabbitmq postgresql
+	$(VENV)/bin/python -m bench.appio_campaign throughput --recipients 600
+
+bench-appio-resilience: $(STAMP)
+	$(ENSURE) rabbitmq postgresql
+	$(VENV)/bin/python -m bench.appio_campaign resilience --recipients 5000
+
+# Issue 8's resilience scenarios in full (the default run has a smoke of them): a campaign to
+# RESILIENCE_RECIPIENTS citizens with kill -9 of each service and restarts of a private RabbitMQ and
+# PostgreSQL; the same with 20% of the twins' answers broken; the gateway fuzzed from its OpenAPI.
+RESILIENCE_RECIPIENTS ?= 10000
+RESILIENCE_FAULTS_RECIPIENTS ?= 2000
+RESILIENCE_FUZZ_EXAMPLES ?= 100
+resilience: $(STAMP)
+	$(ENSURE) rabbitmq postgresql xmlsec1
+	RESILIENCE_FULL=1 RESILIENCE_RECIPIENTS=$(RESILIENCE_RECIPIENTS) RESILIENCE_FUZZ_EXAMPLES=$(RESILIENCE_FUZZ_EXAMPLES) \
+		RESILIENCE_FAULTS_RECIPIENTS=$(RESILIENCE_FAULTS_RECIPIENTS) \
+		$(VENV)/bin/python -m pytest --junitxml=test-artifacts/resilience.xml -s tests/resilience
+
 clean:
-	rm -rf var .run test-artifacts .pytest_cache .mypy_cache .ruff_cache
+	rm -rf var .run test-artifacts .pytest_cache .mypy_cache .ruff_cache web/dist
 	find sportello services gateway sandbox tests -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -61,6 +61,9 @@ HTTP_STATUS: dict[str, int] = {
     "pagopa.gpd.unavailable": 503,
     "pagopa.checkout.unavailable": 502,
     "pagopa.position.not_payable": 409,
+    "pagopa.nodo.rejected": 502,
+    "pagopa.nodo.unavailable": 503,
+    "pagopa.idempotency.conflict": 409,
     # login (issue 3): a rejected SAML response is the caller's bad input; the IdP's "no" is a 403
     "spid.response_rejected": 400,
     "spid.signature_invalid": 400,

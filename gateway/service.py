@@ -23,10 +23,14 @@ from werkzeug.wrappers import Request, Response
 import sportello.contracts  # noqa: F401 - every event type, for the AsyncAPI document
 from gateway.auth import Authenticator
 from gateway.errors import HTTP_STATUS, MethodNotAllowed, RouteNotFound, UpstreamTimeout
+from gateway.feed import CitizenPositionsView, ReadModelProvider
 from gateway.http import api
+from gateway.routes.admin import AdminRoutes
 from gateway.routes.auth import AuthRoutes
 from gateway.routes.messages import MessageRoutes
+from gateway.routes.pages import WebPages
 from gateway.routes.payments import PaymentRoutes
+from gateway.routes.reconciliation import ReconciliationRoutes
 from gateway.routes.registry import RegistryRoutes
 from sportello.asyncapi import asyncapi_document
 from sportello.edge.kernel import SETTINGS_CONFIG_KEY, RequestContextProvider
@@ -93,7 +97,8 @@ def _json(body: Any, status: int = 200) -> Response:
     return Response(json.dumps(body), status=status, mimetype="application/json")
 
 
-class GatewayService(AuthRoutes, PaymentRoutes, RegistryRoutes, MessageRoutes):
+class GatewayService(AuthRoutes, PaymentRoutes, ReconciliationRoutes, RegistryRoutes, MessageRoutes, AdminRoutes,
+                     WebPages):
     name = "gateway"
     serves_http = True
 
@@ -105,6 +110,7 @@ class GatewayService(AuthRoutes, PaymentRoutes, RegistryRoutes, MessageRoutes):
     spid = RpcProxy("spid")
     appio = RpcProxy("appio")
     auth: Authenticator = AuthProvider()  # type: ignore[assignment]
+    citizen_positions: CitizenPositionsView = ReadModelProvider()  # type: ignore[assignment]
     metrics = MetricsProvider(http_status=lambda error: HTTP_STATUS.get(error.code, 500))
     tracing = TracingProvider(http_status=lambda error: HTTP_STATUS.get(error.code, 500))
 

@@ -9,6 +9,7 @@ into a folder (keys for RSA names, random tokens otherwise), keeping files that 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import secrets
 import sys
 from pathlib import Path
@@ -75,6 +76,12 @@ def generate(folder: Path, tenants_dir: Path = TENANTS_DIR) -> list[str]:
             key_file = folder / key_name
             key = keys.get(key_name) or serialization.load_pem_private_key(key_file.read_bytes(), None)  # type: ignore[assignment]
             value = _self_signed(key, "sportello.sandbox")
+        elif name.endswith("_NODO_PASSWORD"):
+            value = secrets.token_hex(6)  # the Nodo's stPassword: 8-15 characters
+        elif name.endswith("_JWKS"):  # a pinned public JWKS (e.g. a trust anchor's): a throw-away key's
+            from services.spid.domain.federation import public_jwk
+            value = json.dumps({"keys": [public_jwk(_private_key_pem(
+                rsa.generate_private_key(public_exponent=65537, key_size=2048)))]})
         else:
             value = secrets.token_hex(16)
         target.write_text(value, encoding="utf-8")

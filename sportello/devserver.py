@@ -139,6 +139,7 @@ Sportello is running — all four services healthy over RPC.
   gateway   {url}
   twins     {", ".join(f"{m.rsplit('.', 1)[-1]} :{p}" for m, p in twins) or "none yet"}
   OpenAPI   {url}/v1/openapi.yaml     events (AsyncAPI)  {url}/v1/asyncapi.json
+  portal    {url}/portal/     console (operators)  {url}/console/     (built by `make web`)
   try       curl -s {url}/v1/health
   logs      {log_dir}/<component>.log
 Ctrl-C stops everything.""", flush=True)

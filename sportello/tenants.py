@@ -8,6 +8,7 @@ by code. A secret is written in YAML as `{secret: NAME}`; a missing one stops st
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -91,6 +92,16 @@ class PagoPAConfig(_Config):
     gpd_subscription_key: SecretStr
     checkout_base_url: AnyHttpUrl
     checkout_subscription_key: SecretStr | None = Field(default=None, description="Checkout EC API key")
+    nodo_base_url: AnyHttpUrl | None = Field(
+        default=None, description="the Nodo's nodeForPa endpoint (reporting flows); none: flows are uploaded")
+    nodo_password: SecretStr | None = Field(default=None, description="the station's password on the Nodo (8-15)")
+
+    @field_validator("nodo_password")
+    @classmethod
+    def _nodo_password(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not 8 <= len(value.get_secret_value()) <= 15:
+            raise ValueError("nodo_password must be 8-15 characters (stPassword)")
+        return value
 
     @field_validator("ibans")
     @classmethod
@@ -147,8 +158,21 @@ class CieConfig(_Config):
                                               "<client_id>/.well-known/openid-federation")
     provider: AnyHttpUrl = Field(description="the CIE OpenID Provider's entity id")
     trust_anchor: AnyHttpUrl = Field(description="the federation's trust anchor entity id")
-    trust_anchor_jwks: str | None = Field(default=None, description="pinned trust-anchor JWKS (JSON); "
-                                                                    "sandbox: fetched from the anchor")
+    trust_anchor_jwks: str | None = Field(
+        default=None, description="the trust anchor's JWKS (JSON) as the federation publishes it: pinned, "
+                                  "required unless trust_anchor_discovery")
+    trust_anchor_discovery: bool = Field(
+        default=False, description="sandbox/dev only: trust the anchor's self-signed configuration as fetched "
+                                   "from its URL instead of pinned keys")
+    authority_hints: tuple[AnyHttpUrl, ...] = Field(
+        default=(), description="the RP's immediate superiors (an aggregator, or the anchor); default: the anchor")
+    trust_marks: tuple[dict[str, str], ...] = Field(
+        default=(), description="trust marks issued to the RP at onboarding: [{id, trust_mark: <JWT>}]")
+    required_trust_marks: tuple[str, ...] = Field(
+        default=(), description="trust mark ids the OP must show, verified against the anchor's issuers")
+    offline_access: bool = Field(
+        default=False, description="ask the OP for a refresh token (scope offline_access, prompt consent): a "
+                                   "CIE session then lasts only while the OP's grant does; logout revokes it")
     federation_key: SecretStr = Field(description="signs the Entity Configuration")
     signing_key: SecretStr = Field(description="signs request objects and client assertions")
     encryption_key: SecretStr = Field(description="decrypts the OP's userinfo (RSA-OAEP)")
@@ -159,6 +183,35 @@ class CieConfig(_Config):
     @classmethod
     def _https(cls, value: AnyHttpUrl | None) -> AnyHttpUrl | None:
         return None if value is None else _spid_url(value, "CIE client_id and redirect_uri")
+
+    @field_validator("trust_anchor_jwks")
+    @classmethod
+    def _jwks(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            keys = json.loads(value).get("keys")
+        except (ValueError, AttributeError):
+            keys = None
+        if not isinstance(keys, list) or not keys or not all(
+                isinstance(k, dict) and k.get("kty") == "RSA" and k.get("kid") and "d" not in k for k in keys):
+            raise ValueError("trust_anchor_jwks must be a JWKS of public RSA keys with kid")
+        return value
+
+    @field_validator("trust_marks")
+    @classmethod
+    def _marks(cls, value: tuple[dict[str, str], ...]) -> tuple[dict[str, str], ...]:
+        if any(set(m) != {"id", "trust_mark"} or m["trust_mark"].count(".") != 2 for m in value):
+            raise ValueError("each trust mark is {id, trust_mark: <JWT>}")
+        return value
+
+    @model_validator(mode="after")
+    def _pinned_anchor(self) -> CieConfig:
+        """Production must pin the anchor's keys: discovery trusts whoever answers at its URL."""
+        if self.trust_anchor_jwks is None and not self.trust_anchor_discovery:
+            raise ValueError("pin the trust anchor's keys (trust_anchor_jwks); only a sandbox may set "
+                             "trust_anchor_discovery: true")
+        return self
 
 
 class SpidConfig(_Config):

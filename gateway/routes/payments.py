@@ -3,7 +3,8 @@ lists, searches and invalidates positions of its own Comune.
 
 Why: the tenant in the path must be the token's tenant (a principal never reaches another Comune's
 data), and a citizen's reads are always filtered by the fiscal code in his token, never by a
-parameter he could change. Everything else is the `pagopa` service's job, over RPC.
+parameter he could change. A citizen's list is read from the replica's read model (ADR 0012);
+everything else is the `pagopa` service's job, over RPC.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from werkzeug.wrappers import Request, Response
 
 import services.pagopa.domain.errors  # noqa: F401 - pagopa's errors arrive typed over RPC
 from gateway.errors import UpstreamTimeout
+from gateway.feed import CitizenPositionsView
 from gateway.http import api, int_arg, json_object, json_response
+from gateway.readmodel import DEFAULT_LIMIT, SNAPSHOT_LIMIT, page
 from services.pagopa.domain.campaign_csv import MAX_BYTES as MAX_CAMPAIGN_BYTES
 from services.pagopa.domain.nodo import MAX_MESSAGE_BYTES
 from sportello.edge.rpc import call_with_deadline
@@ -26,7 +29,7 @@ MAX_JSON_BYTES = 64 * 1024
 # a city-size CSV (33,000 rows) is validated and stored in a few seconds; more than the usual deadline
 CAMPAIGN_UPLOAD_SECONDS = 120.0
 BACK_OFFICE: tuple[Role, ...] = ("operator", "admin")
-FILTERS = ("status", "debtor_fiscal_code", "purpose", "campaign_id")
+FILTERS = ("status", "debtor_fiscal_code", "purpose", "campaign_id", "notice_number", "reference")
 
 
 def _pdf(encoded: str, filename: str) -> Response:
@@ -46,6 +49,7 @@ class PaymentRoutes:
     authenticate_tenant: Any
     pagopa: Any
     settings: Any
+    citizen_positions: CitizenPositionsView
 
     def _principal(self, request: Request, tenant: str, *roles: Role) -> Principal:
         principal: Principal = self.authenticate_tenant(request, tenant, *roles)
@@ -57,11 +61,22 @@ class PaymentRoutes:
 
     @api("GET", "/v1/tenants/<tenant>/payments/mine")
     def my_payment_positions(self, request: Request, tenant: str) -> Response:
+        """From the replica's read model (ADR 0012): loaded once per citizen from `pagopa`, forgotten
+        when pagopa's events say a position changed. Always filtered by the token's fiscal code."""
         principal = self._principal(request, tenant)
-        found = self.call(self.pagopa.list_positions, tenant, status=request.args.get("status"),
-                          debtor_fiscal_code=principal.subject, limit=int_arg(request, "limit", 50),
-                          offset=int_arg(request, "offset", 0))
-        return json_response({"items": found})
+        status = request.args.get("status")
+        limit, offset = int_arg(request, "limit", DEFAULT_LIMIT), int_arg(request, "offset", 0)
+        if not 1 <= limit <= SNAPSHOT_LIMIT or offset < 0:
+            raise ValidationFailed("limit must be 1-500 and offset >= 0")
+        if status is None and limit == DEFAULT_LIMIT and offset == 0:
+            body = self.citizen_positions.default_body(tenant, principal.subject)
+            if body is not None:
+                return Response(body, mimetype="application/json")
+        views = self.citizen_positions.positions(
+            tenant, principal.subject,
+            lambda size: self.call(self.pagopa.list_positions, tenant, debtor_fiscal_code=principal.subject,
+                                   limit=size, offset=0))
+        return json_response({"items": page(views, status=status, limit=limit, offset=offset)})
 
     @api("GET", "/v1/tenants/<tenant>/payments/positions")
     def list_payment_positions(self, request: Request, tenant: str) -> Response:
@@ -76,6 +91,8 @@ class PaymentRoutes:
         self._principal(request, tenant, *BACK_OFFICE)
         payload = json_object(request, limit=MAX_JSON_BYTES)
         created = self.call(self.pagopa.create_position, tenant, payload)
+        # read your writes on this replica; the others learn it from payment.position.created
+        self.citizen_positions.forget_citizen(tenant, str(created.get("debtor", {}).get("fiscal_code", "")))
         response = json_response(created, 201)
         response.headers["Location"] = f"/v1/tenants/{tenant}/payments/positions/{created['id']}"
         return response
@@ -94,7 +111,9 @@ class PaymentRoutes:
     @api("POST", "/v1/tenants/<tenant>/payments/positions/<position_id>/invalidate")
     def invalidate_payment_position(self, request: Request, tenant: str, position_id: str) -> Response:
         self._principal(request, tenant, *BACK_OFFICE)
-        return json_response(self.call(self.pagopa.invalidate_position, tenant, position_id))
+        invalidated = self.call(self.pagopa.invalidate_position, tenant, position_id)
+        self.citizen_positions.forget_position(tenant, position_id)
+        return json_response(invalidated)
 
     @api("GET", "/v1/tenants/<tenant>/payments/notices")
     def payment_notices(self, request: Request, tenant: str) -> Response:
@@ -121,7 +140,8 @@ class PaymentRoutes:
     def upload_payment_campaign(self, request: Request, tenant: str) -> Response:
         """A CSV of positions (e.g. the yearly TARI), `text/csv`, the campaign's name in `?name=`.
         Every row is validated and stored (per-row errors in the answer); the positions are then
-        created in the background — follow the campaign's progress and report."""
+        created in the background — follow the campaign's progress and report. With an
+        `Idempotency-Key`, a retried upload (same name and CSV) answers 200 with the same campaign."""
         self._principal(request, tenant, *BACK_OFFICE)
         if (request.content_length or 0) > MAX_CAMPAIGN_BYTES:
             raise ValidationFailed("the CSV is too large")
@@ -132,9 +152,10 @@ class PaymentRoutes:
         except UnicodeDecodeError:
             raise ValidationFailed("the CSV must be UTF-8 text") from None
         created = call_with_deadline(self.pagopa.upload_campaign, tenant, request.args.get("name", ""), text,
+                                     request.headers.get("Idempotency-Key"),
                                      timeout=max(CAMPAIGN_UPLOAD_SECONDS, self.settings.rpc_timeout_seconds),
                                      on_timeout=UpstreamTimeout("the pagopa service did not answer in time"))
-        response = json_response(created, 201)
+        response = json_response(created, 200 if created.get("replayed") else 201)
         response.headers["Location"] = f"/v1/tenants/{tenant}/payments/campaigns/{created['campaign_id']}"
         return response
 

@@ -29,10 +29,11 @@ import structlog
 from kombu import Connection
 from nameko.exceptions import ContainerBeingKilled
 from nameko.extensions import DependencyProvider, SharedExtension
-from nameko.messaging import Consumer, QueueConsumer
+from nameko.messaging import Consumer
 
 from sportello import bus
 from sportello.deadletters import IncomingDeadLetter
+from sportello.edge.consumers import ConnectionSafeQueueConsumer
 from sportello.edge.kernel import KernelContext
 from sportello.errors import SportelloError
 from sportello.events import parse_event
@@ -41,9 +42,10 @@ from sportello.logging import mask_text
 log = structlog.get_logger("sportello.messaging")
 
 
-class SafeQueueConsumer(QueueConsumer):
+class SafeQueueConsumer(ConnectionSafeQueueConsumer):
     """nameko's queue consumer, but a message that cannot be decoded is handed to its provider
-    instead of killing the consumer (and with it the whole service).
+    instead of killing the consumer (and with it the whole service), and an ack on a connection
+    the broker dropped is left to its redelivery (`consumers.py`).
 
     Prefetch is nameko's (one unacked message per worker) unless a batching handler needs more:
     a batch is acked only after its one worker returns, so up to two batches per worker may be

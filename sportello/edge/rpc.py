@@ -14,6 +14,7 @@ import eventlet
 from nameko.exceptions import deserialize_to_instance, registry
 from nameko.rpc import Rpc
 
+from sportello.edge.consumers import ConnectionSafeRpcConsumer
 from sportello.errors import SportelloError
 
 
@@ -54,7 +55,10 @@ def gather_with_deadline(calls: dict[str, Any], *, timeout: float) -> dict[str, 
 
 
 class TypedRpc(Rpc):
-    """nameko's RPC entrypoint; our typed errors are expected outcomes (logged as warnings)."""
+    """nameko's RPC entrypoint; our typed errors are expected outcomes (logged as warnings); a
+    broker restart while a call finishes does not kill the service (`consumers.py`)."""
+
+    rpc_consumer = ConnectionSafeRpcConsumer()
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("expected_exceptions", SportelloError)

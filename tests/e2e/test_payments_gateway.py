@@ -182,10 +182,14 @@ def test_bad_input_is_a_problem_and_creates_nothing(payments: Payments) -> None:
 
 def test_operator_lists_and_invalidates(payments: Payments) -> None:
     operator = payments.token("VRDLGU70A01D150D", ["admin"])
-    position = httpx.post(payments.url("/positions"), json=new_position(), headers=operator, timeout=30).json()
+    position = httpx.post(payments.url("/positions"), json=new_position(reference=f"search-{uuid.uuid4()}"),
+                          headers=operator, timeout=30).json()
     listed = httpx.get(payments.url("/positions"), params={"status": "published", "debtor_fiscal_code": CITIZEN},
                        headers=operator, timeout=10).json()["items"]
     assert position["id"] in [p["id"] for p in listed]
+    for search in ({"notice_number": position["notice_number"]}, {"reference": position["reference"]}):
+        found = httpx.get(payments.url("/positions"), params=search, headers=operator, timeout=10).json()["items"]
+        assert [p["id"] for p in found] == [position["id"]], search
     done = httpx.post(payments.url(f"/positions/{position['id']}/invalidate"), headers=operator, timeout=30)
     assert done.status_code == 200 and done.json()["status"] == "invalidated"
     again = httpx.post(payments.url(f"/positions/{position['id']}/invalidate"), headers=operator, timeout=30)
@@ -194,6 +198,25 @@ def test_operator_lists_and_invalidates(payments: Payments) -> None:
     assert [p["status"] for p in on_twin if p["iupd"] == position["iupd"]] == ["INVALID"]
     bulk = httpx.get(payments.url("/notices"), params={"status": "invalidated"}, headers=operator, timeout=30)
     assert bulk.status_code == 200 and len(pypdf.PdfReader(io.BytesIO(bulk.content)).pages) >= 1
+
+
+def test_the_citizens_list_follows_changes_made_behind_the_gateways_back(payments: Payments) -> None:
+    """`/mine` is answered from the gateway's read model (ADR 0012); a position created and then withdrawn
+    over RPC (not through this gateway) reaches it through pagopa's events."""
+    citizen = payments.token(CITIZEN, ["citizen"])
+
+    def mine() -> dict[str, str]:
+        reply = httpx.get(payments.url("/mine"), headers=citizen, timeout=10)
+        assert reply.status_code == 200
+        return {p["id"]: p["status"] for p in reply.json()["items"]}
+
+    mine()  # the citizen's list is now held by the gateway
+    register_remote_errors()
+    with ClusterRpcProxy({"AMQP_URI": payments.amqp_uri}, timeout=30) as cluster:
+        created = cluster.pagopa.create_position("cremona", new_position(reference=f"rm-{uuid.uuid4()}"))
+        wait_for(lambda: mine().get(created["id"]) == "published", timeout=10, what="the new position in /mine")
+        cluster.pagopa.invalidate_position("cremona", created["id"])
+    wait_for(lambda: mine().get(created["id"]) == "invalidated", timeout=10, what="the withdrawal in /mine")
 
 
 def test_stamp_duty_event_creates_one_position_and_a_receipt_pays_it(payments: Payments) -> None:
@@ -224,7 +247,9 @@ def test_stamp_duty_event_creates_one_position_and_a_receipt_pays_it(payments: P
         second = cluster.pagopa.record_payment("cremona", position["notice_number"], "rcpt-1", paid_at, 1600)
     assert first["changed"] and not second["changed"]
     assert first["position"]["status"] == "paid"
-    assert stamp_positions() == [] or stamp_positions()[0]["status"] == "paid"
+    # the citizen's list is the gateway's read model (ADR 0012): payment.completed reaches it within moments
+    wait_for(lambda: [p["status"] for p in stamp_positions()] == ["paid"], timeout=10,
+             what="the paid position in the citizen's list")
     assert outbox_types(payments).count("it.sportello.pagopa.payment.completed.v1") == 1
     pagopa_log = payments.pagopa.log()
     assert CITIZEN not in pagopa_log

@@ -27,7 +27,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,7 @@ from sportello.edge.rpc import register_remote_errors
 from sportello.events import Envelope
 from sportello.settings import SERVICE_NAMES
 from sportello.tokens import SigningKey, TokenIssuer
-from tests.support.processes import ROOT, ServiceProcess, free_port, service_env, wait_for
+from tests.support.processes import ROOT, ServiceProcess, free_port, service_env, stop_all, wait_for
 from tests.support.servers import Databases, isolated_vhost, require_postgresql, require_rabbitmq
 
 FIXED_GATEWAY_PORT = 8080
@@ -109,7 +109,7 @@ class Platform:
     def rows(self, service: str, query: str, **params: Any) -> list[Any]:
         engine = self._engines.get(service)
         if engine is None:
-            engine = self._engines[service] = sa.create_engine(self.database_urls[service])
+            engine = self._engines[service] = sa.create_engine(self.database_urls[service], pool_pre_ping=True)
         with engine.connect() as connection:
             return list(connection.execute(sa.text(query), params))
 
@@ -187,11 +187,19 @@ class EventTap:
 def start_platform(work: Path, *, services: Sequence[str] = SERVICE_NAMES, twins: Sequence[str] | None = None,
                    gateway: bool = True, env: dict[str, str] | None = None,
                    twin_env: dict[str, dict[str, str]] | None = None, extra_tenants: dict[str, str] | None = None,
-                   timeout: float = 120) -> Iterator[Platform]:
-    """Start the platform (or the named subset) in `work`; stop and drop everything afterwards."""
-    require_rabbitmq()
-    require_postgresql()
+                   timeout: float = 120, amqp_uri: str | None = None, database_admin_url: str | None = None,
+                   twin_modules: dict[str, str] | None = None) -> Iterator[Platform]:
+    """Start the platform (or the named subset) in `work`; stop and drop everything afterwards.
+
+    `amqp_uri` / `database_admin_url` point it at other servers than the shared ones (the resilience
+    scenarios restart their own private broker and database); `twin_modules` runs another module
+    for a twin (e.g. one that injects random faults)."""
+    if amqp_uri is None:
+        require_rabbitmq()
+    if database_admin_url is None:
+        require_postgresql()
     known = {module.rsplit(".", 1)[-1]: (module, port) for module, port in sandbox_twins()}
+    known.update({name: (module, known[name][1]) for name, module in (twin_modules or {}).items()})
     chosen = list(known) if twins is None else list(twins)
     unknown = set(chosen) - set(known)
     assert not unknown, f"no such sandbox twin: {sorted(unknown)}"
@@ -206,7 +214,7 @@ def start_platform(work: Path, *, services: Sequence[str] = SERVICE_NAMES, twins
 
     twin_procs: dict[str, subprocess.Popen[bytes]] = {}
     processes: dict[str, ServiceProcess] = {}
-    databases = Databases()
+    databases = Databases(database_admin_url) if database_admin_url else Databases()
     try:
         for name in chosen:
             module, fixed = known[name]
@@ -217,13 +225,14 @@ def start_platform(work: Path, *, services: Sequence[str] = SERVICE_NAMES, twins
                          "SANDBOX_PDND_URL": twin_urls.get("pdnd", "http://127.0.0.1:1"),
                          "SANDBOX_SPID_IDP_URL": twin_urls.get("spid_idp", "http://127.0.0.1:1"),
                          "SANDBOX_SPID_SP_METADATA": f"{gateway_url}/v1/tenants/cremona/auth/spid/metadata",
+                         "SANDBOX_CIE_RPS": f"{gateway_url}/v1/tenants/cremona/auth/cie",
                          "SANDBOX_NODO_STATION_URL": f"{gateway_url}/v1/pagopa/paForNode",
                          "SANDBOX_NODO_GPD_URL": twin_urls.get("gpd", ""),
                          **(twin_env or {}).get(name, {})}
             log = (work / f"twin-{name}.log").open("ab")
             twin_procs[name] = subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, env=variables, stdout=log,
                                                 stderr=subprocess.STDOUT)
-        with isolated_vhost() as amqp_uri:
+        with isolated_vhost() if amqp_uri is None else nullcontext(amqp_uri) as amqp_uri:
             urls: dict[str, str] = {}
             for service in services:
                 urls[service] = databases.url(service)
@@ -242,11 +251,9 @@ def start_platform(work: Path, *, services: Sequence[str] = SERVICE_NAMES, twins
                 yield platform
             finally:
                 platform.close()
-                for process in processes.values():
-                    process.stop()
+                stop_all(processes.values())
     finally:
-        for process in processes.values():
-            process.stop()
+        stop_all(processes.values())
         for proc in twin_procs.values():
             proc.terminate()
         for proc in twin_procs.values():

@@ -82,10 +82,11 @@ def isolated_vhost() -> Iterator[str]:
 class Databases:
     """Creates fresh PostgreSQL databases (one per service, as in production) and drops them after."""
 
-    def __init__(self) -> None:
+    def __init__(self, admin_url: str = PG_ADMIN_URL) -> None:
         self.prefix = f"sportello_t{uuid.uuid4().hex[:8]}"
         self.created: list[str] = []
-        self._engine = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        self.admin_url = admin_url
+        self._engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
 
     def url(self, service: str) -> str:
         name = f"{self.prefix}_{service}"
@@ -93,7 +94,7 @@ class Databases:
             with self._engine.connect() as connection:
                 connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
             self.created.append(name)
-        return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+        return self.admin_url.rsplit("/", 1)[0] + "/" + name
 
     def drop_all(self) -> None:
         with self._engine.connect() as connection:

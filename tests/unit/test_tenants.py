@@ -231,8 +231,10 @@ def test_error_message_never_contains_a_secret_value(tmp_path: Path) -> None:
         ("gpd_base_url", {"secret": "LEAKY"}),            # a secret where a URL belongs
         ("ibans", [{"secret": "LEAKY_IBAN"}]),            # a secret where an IBAN belongs
         ("segregation_code", {"secret": "LEAKY"}),        # a secret failing a pattern
+        ("nodo_password", {"secret": "LEAKY"}),           # a password too long for the Nodo (8-15)
     ]:
         data = cremona()
+        data["pagopa"].pop("nodo_password", None)
         data["pagopa"][field] = value
         data.pop("spid"), data.pop("pdnd"), data.pop("appio")
         data["pagopa"]["gpd_subscription_key"] = {"secret": "LEAKY"}
