@@ -51,7 +51,32 @@ class CallLimiter(Protocol):
     def pause(self, key: str, seconds: float) -> None: ...
 
 
-class SlidingWindowLimiter:
+class CallsFromBeginAndEnd:
+    """`call()` and `acquire()` for any limiter that has `begin()` and `end()`."""
+
+    def begin(self, key: str = "") -> Ticket:
+        raise NotImplementedError
+
+    def end(self, ticket: Ticket) -> None:
+        raise NotImplementedError
+
+    @contextmanager
+    def call(self, key: str = "") -> Iterator[Ticket]:
+        """Counts from before the body runs until it has finished, however it finished."""
+        ticket = self.begin(key)
+        try:
+            yield ticket
+        finally:
+            self.end(ticket)
+
+    def acquire(self, key: str = "") -> float:
+        """Block until a call for `key` is allowed and count it as begun and ended now; returns the wait."""
+        ticket = self.begin(key)
+        self.end(ticket)
+        return ticket.waited
+
+
+class SlidingWindowLimiter(CallsFromBeginAndEnd):
     """At most `limit` calls per key in any `window_seconds`, a call counting from its admission
     until it ended; in process (one replica per key: SQLite, development, tests)."""
 
@@ -107,20 +132,6 @@ class SlidingWindowLimiter:
         with self._lock:
             if self._in_flight.get(ticket.key, {}).pop(ticket.token, None) is not None:
                 self._ended.setdefault(ticket.key, deque()).append(self._clock())
-
-    @contextmanager
-    def call(self, key: str = "") -> Iterator[Ticket]:
-        ticket = self.begin(key)
-        try:
-            yield ticket
-        finally:
-            self.end(ticket)
-
-    def acquire(self, key: str = "") -> float:
-        """Block until a call for `key` is allowed and count it as begun and ended now; returns the wait."""
-        ticket = self.begin(key)
-        self.end(ticket)
-        return ticket.waited
 
     def pause(self, key: str, seconds: float) -> None:
         """The platform said 'slow down' (429 + Retry-After): nobody calls with this key until then."""

@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import structlog
 from sqlalchemy import BigInteger, Column, Engine, Float, Index, Integer, MetaData, String, Table, text
 
-from sportello.ratelimit import Ticket
+from sportello.ratelimit import CallsFromBeginAndEnd, Ticket
 
 log = structlog.get_logger("sportello.ratelimit")
 _ID = BigInteger().with_variant(Integer(), "sqlite")
@@ -51,7 +50,7 @@ def rate_limit_tables(metadata: MetaData) -> tuple[Table, Table]:
     return keys, calls
 
 
-class PostgresWindowLimiter:
+class PostgresWindowLimiter(CallsFromBeginAndEnd):
     """`CallLimiter` over PostgreSQL: at most `limit` calls per key in any window, across processes.
 
     Waiters of one process queue on a local lock, so only one of them at a time polls the
@@ -114,19 +113,6 @@ class PostgresWindowLimiter:
                                         "WHERE id = :id AND ended_at IS NULL"), {"id": ticket.token})
         except Exception as exc:  # noqa: BLE001 - see the docstring
             log.warning("rate_limit_end_not_recorded", error=type(exc).__name__)
-
-    @contextmanager
-    def call(self, key: str = "") -> Iterator[Ticket]:
-        ticket = self.begin(key)
-        try:
-            yield ticket
-        finally:
-            self.end(ticket)
-
-    def acquire(self, key: str = "") -> float:
-        ticket = self.begin(key)
-        self.end(ticket)
-        return ticket.waited
 
     def pause(self, key: str, seconds: float) -> None:
         self._ensure_key(key)

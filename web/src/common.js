@@ -381,3 +381,29 @@ export async function render(view, title) {
   }
   rendered = true;
 }
+
+/** Both pages start alike: frame, finish a login coming back from SPID/CIE, who am I, then route. */
+export async function startApp(show, setMe) {
+  frame({
+    onLanguage: show,
+    onLogout: async () => {
+      await logout();
+      setMe(null);
+      showUser(null);
+      location.hash = '#/';
+      show();
+    },
+  });
+  try {
+    await completeLogin();
+  } catch (error) {
+    document.getElementById('main').replaceChildren(alert('danger', errorText(error)));
+  }
+  const me = await whoAmI().catch(() => null);
+  setMe(me);
+  showUser(me);
+  window.addEventListener('hashchange', () => {
+    if (location.hash.startsWith('#/') || location.hash === '') show();
+  });
+  await show();
+}

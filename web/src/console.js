@@ -2,8 +2,8 @@
 // CIE and work at the counter. What they see depends on their roles: dead letters are for admins.
 // Only the public gateway API (gateway/openapi.yaml) is used.
 import {
-  addTexts, alert, api, completeLogin, currentRoute, date, download, errorText, field, frame, h, lang, loginPanel,
-  logout, money, render, showUser, t, table, tenantPath, useSession, whoAmI,
+  addTexts, alert, api, currentRoute, date, download, errorText, field, h, lang, loginPanel, money, render,
+  t, table, tenantPath, useSession, startApp,
 } from './common.js';
 
 addTexts({
@@ -602,28 +602,4 @@ function show() {
   return render(() => view(params), t('tagline'));
 }
 
-async function start() {
-  frame({
-    onLanguage: show,
-    onLogout: async () => {
-      await logout();
-      me = null;
-      showUser(null);
-      location.hash = '#/';
-      show();
-    },
-  });
-  try {
-    await completeLogin();
-  } catch (error) {
-    document.getElementById('main').replaceChildren(alert('danger', errorText(error)));
-  }
-  me = await whoAmI().catch(() => null);
-  showUser(me);
-  window.addEventListener('hashchange', () => {
-    if (location.hash.startsWith('#/') || location.hash === '') show();
-  });
-  await show();
-}
-
-start();
+startApp(show, (who) => { me = who; });

@@ -2,8 +2,8 @@
 // certificate, pay its stamp duty, download it; anyone verifies a certificate by its code.
 // Only the public gateway API (gateway/openapi.yaml) is used.
 import {
-  addTexts, alert, api, completeLogin, currentRoute, date, download, errorText, field, frame, h, loginPanel,
-  logout, money, render, showUser, t, table, tenantPath, useSession, whoAmI, TENANT,
+  addTexts, alert, api, currentRoute, date, download, errorText, field, h, loginPanel, money, render, t,
+  table, tenantPath, useSession, TENANT, startApp,
 } from './common.js';
 
 addTexts({
@@ -319,28 +319,4 @@ function show() {
   return render(() => view(params), t('tagline'));
 }
 
-async function start() {
-  frame({
-    onLanguage: show,
-    onLogout: async () => {
-      await logout();
-      me = null;
-      showUser(null);
-      location.hash = '#/';
-      show();
-    },
-  });
-  try {
-    await completeLogin();
-  } catch (error) {
-    document.getElementById('main').replaceChildren(alert('danger', errorText(error)));
-  }
-  me = await whoAmI().catch(() => null);
-  showUser(me);
-  window.addEventListener('hashchange', () => {
-    if (location.hash.startsWith('#/') || location.hash === '') show();
-  });
-  await show();
-}
-
-start();
+startApp(show, (who) => { me = who; });
