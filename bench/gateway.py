@@ -334,8 +334,8 @@ the gateway and pagopa processes used during the measurement divided by the requ
 PostgreSQL and wrk not included; each process's background work, e.g. the outbox relay's polls, is
 included, which matters only at low request rates): unlike req/s and latency, they barely depend on what
 else the machine runs. "Preempted" counts how often per second the kernel took the gateway off a core
-for another process (`nonvoluntary_ctxt_switches`): on a quiet machine it is near zero, and when it is in
-the thousands the p99 measures the machine's contention rather than the route.
+for another process (`nonvoluntary_ctxt_switches`), wrk included since it shares the cores: a rough sign
+of contention, to compare runs by.
 Target (DESIGN.md): ≥ 1,000 req/s with p99 ≤ 50 ms at 64 connections.
 
 | route | connections | req/s | p50 ms | p99 ms | errors | gateway CPU ms/req | pagopa CPU ms/req | preempted/s |
@@ -348,9 +348,11 @@ Where the gateway's time goes (py-spy on it at 64 connections, 2026-11-22): even
 (parsing, socket writes) about 55%, werkzeug's URL matching in nameko's `WsgiApp` about 10%, nameko's
 worker set-up and dependency injection about 15%, the route itself (remembered token, read model, the
 pre-serialised answer) about 5%. nameko's per-request signature check (`inspect.getcallargs`, 11%) is
-now done once per route (ADR 0012). So `mine` costs what the no-op `me` costs; what is left is the
-framework's own HTTP handling, and p99 at 64 connections is then set by how much CPU the gateway gets
-on a shared machine — rerun on a quiet one before drawing conclusions on p99.
+done once per route. The p99 was set by the garbage collector: full collections re-scanned the
+~160,000 objects alive since start-up about once a second, 120-160 ms each (measured with gc
+callbacks: p99 168 ms); the gateway now freezes them after start-up (`gc.freeze()`), a full collection
+takes ~10 ms and p99 fell to ~41 ms in the same conditions (ADR 0012). What is left is the framework's
+own HTTP handling, and the machine: p99 also moves with the CPU other processes take.
 """)
     print(json.dumps({"rps_ratio": round(rps_ratio, 3), "p99_ratio": round(p99_ratio, 3), "met": met}))
     return summary

@@ -237,7 +237,9 @@ def test_stamp_duty_event_creates_one_position_and_a_receipt_pays_it(payments: P
         items = httpx.get(payments.url("/mine"), headers=citizen, timeout=10).json()["items"]
         return [p for p in items if p["reference"] == request_id]
 
-    [position] = wait_for(stamp_positions, timeout=30, what="the stamp-duty position")
+    # published, not the draft it is for a moment while pagopa registers it on GPD
+    [position] = wait_for(lambda: [p for p in stamp_positions() if p["status"] == "published"], timeout=30,
+                          what="the stamp-duty position")
     assert position["purpose"] == "certificate_stamp_duty" and position["amount_cents"] == 1600
 
     register_remote_errors()

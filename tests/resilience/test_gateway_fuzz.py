@@ -9,8 +9,8 @@ RESILIENCE_FUZZ_EXAMPLES (100) with the coverage phase too.
 
 Two 500s it found are kept out until their owners fix them, each shown by a strict-xfail test in
 `test_bad_input.py`: NUL characters are not generated (a NUL inside a JSON string reaches
-PostgreSQL), and `GET /v1/tenants/{tenant}/payments/notices` is not fuzzed (an offset past
-PostgreSQL's bigint range).
+PostgreSQL), and `offset` is fixed at 0 (an offset past PostgreSQL's bigint range reaches the
+query: `GET .../payments/notices` and `GET .../payments/positions`).
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,r
 def test_gateway_openapi_fuzz_finds_no_server_error_and_no_undocumented_answer(
         platform: Platform, tmp_path: Path) -> None:
     config = tmp_path / "schemathesis.toml"
-    config.write_text('[parameters]\ntenant = "cremona"\n')
+    # offset fixed: an offset past PostgreSQL's bigint is a known 500 (test_bad_input.py), until fixed
+    config.write_text('[parameters]\ntenant = "cremona"\noffset = 0\n')
     token = platform.token(OPERATOR, ("citizen", "operator", "admin"))
     command = [str(Path(sys.executable).with_name("st")), "--config-file", str(config), "run",
                platform.url("/v1/openapi.yaml"), "--url", platform.url(""),
@@ -45,9 +46,8 @@ def test_gateway_openapi_fuzz_finds_no_server_error_and_no_undocumented_answer(
                "--phases", "coverage,fuzzing" if FULL else "fuzzing", "--max-examples", str(EXAMPLES),
                "--generation-allow-x00", "false", "--generation-codec", "utf-8",
                "--exclude-path", "/v1/health",  # 503 "degraded" is its documented answer when a service is slow
-               # a known 500 (an offset past PostgreSQL's bigint): test_bad_input.py, until it is fixed
-               "--exclude-path", "/v1/tenants/{tenant}/payments/notices",
-               "--seed", "20261122", "--workers", "2", "--no-color",
+               "--seed", "20261122", "--no-color",
+               "--workers", "1",  # two crashed inside hypothesis (CPython 3.11 "AST constructor recursion depth")
                "--report", "junit", "--report-junit-path", str(tmp_path / "schemathesis.xml")]
     result = subprocess.run(command, capture_output=True, text=True, timeout=3600, check=False,
                             env={**os.environ, "SCHEMATHESIS_TELEMETRY": "false"})
