@@ -4,12 +4,12 @@ import io
 
 import pypdf
 import pytest
-import zxingcpp
 
 from services.pagopa.domain.iuv import notice_for, qr_payload
 from services.pagopa.domain.positions import PaymentPosition
 from services.pagopa.notice import euros, grouped, render_notices
 from sportello.errors import ValidationFailed
+from tests.support.pdf import qr_codes_per_page
 from tests.unit.pagopa.support import request
 
 
@@ -21,15 +21,7 @@ def position(n: int, amount: int = 1600) -> PaymentPosition:
 
 
 def decoded_qr_codes(pdf: bytes) -> list[list[str]]:
-    reader = pypdf.PdfReader(io.BytesIO(pdf))
-    pages = []
-    for page in reader.pages:
-        texts = []
-        for image in page.images:
-            texts += [r.text for r in zxingcpp.read_barcodes(image.image.convert("L"))
-                      if r.format == zxingcpp.BarcodeFormat.QRCode]
-        pages.append(texts)
-    return pages
+    return qr_codes_per_page(pdf)
 
 
 def test_qr_payload() -> None:
