@@ -6,14 +6,12 @@ without importing each other.
 
 from __future__ import annotations
 
-import gc
 import json
 from functools import partial
 from typing import Any
 
 import structlog
 from eventlet.event import Event
-from nameko.extensions import SharedExtension
 from nameko.web.handlers import HttpRequestHandler
 from werkzeug.wrappers import Request, Response
 
@@ -24,25 +22,8 @@ from sportello.errors import SportelloError, ValidationFailed
 log = structlog.get_logger("gateway")
 
 
-class StartupHeapFreezer(SharedExtension):
-    """Once the gateway has started, moves every object alive (modules, the OpenAPI document, ...) out
-    of the garbage collector's sight with `gc.freeze()`.
-
-    Why: measured with gc callbacks under load (64 connections), full collections re-scanned those
-    ~160,000 start-up objects about once a second, 120-160 ms each, and those pauses were the p99
-    of every route (168 ms); frozen, a full collection takes ~10 ms and p99 fell to ~41 ms (ADR 0012).
-    """
-
-    def start(self) -> None:
-        gc.collect()
-        gc.freeze()
-        log.info("gateway_heap_frozen", objects=gc.get_freeze_count())
-
-
 class ApiRoute(HttpRequestHandler):
     """nameko's HTTP entrypoint with request ids and problem+json for every error."""
-
-    heap = StartupHeapFreezer()
 
     def __init__(self, method: str, url: str, **kwargs: Any) -> None:
         kwargs.setdefault("expected_exceptions", SportelloError)  # logged as warnings, not tracebacks

@@ -13,6 +13,7 @@ import eventlet  # noqa: E402
 
 eventlet.monkey_patch()  # must precede every other import that touches sockets or threads
 
+import gc  # noqa: E402
 import importlib  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
@@ -62,6 +63,20 @@ def nameko_config(settings: Any, extra: dict[str, Any] | None = None) -> dict[st
     return config
 
 
+def freeze_startup_heap(log: Any) -> None:
+    """Move every object alive after start-up (modules, contracts, the OpenAPI document...) out of the
+    garbage collector's sight.
+
+    Why: measured on the gateway under load (64 connections), full collections re-scanned ~160,000
+    start-up objects about once a second, 120-160 ms each, and those pauses were the p99 of every
+    route (168 ms); frozen, a full collection takes ~10 ms and p99 fell to ~41 ms (ADR 0012). The
+    services answer RPCs and events from the same kind of heap, so every component does it.
+    """
+    gc.collect()
+    gc.freeze()
+    log.info("startup_heap_frozen", objects=gc.get_freeze_count())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
@@ -95,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     runner.start()
+    freeze_startup_heap(log)
     if metrics_at is not None:
         serve(*metrics_at, component=service_cls.name, version=__version__)
     log.info("service_started", component=args[0])
