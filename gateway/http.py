@@ -81,6 +81,8 @@ def json_object(request: Request, *, limit: int, allowed: tuple[str, ...] | None
         raise ValidationFailed("body is not valid JSON") from None
     if not isinstance(payload, dict):
         raise ValidationFailed("body must be a JSON object")
+    if _has_nul(payload):  # PostgreSQL text cannot hold U+0000; no field of ours needs it
+        raise ValidationFailed("strings must not contain the NUL character (\\u0000)")
     if allowed is not None:
         unknown = sorted(set(payload) - set(allowed))
         if unknown:
@@ -88,12 +90,28 @@ def json_object(request: Request, *, limit: int, allowed: tuple[str, ...] | None
     return payload
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
+
+
+MAX_QUERY_INT = 2**31 - 1  # offsets and limits: far beyond any page, far below a database overflow
+
+
 def int_arg(request: Request, name: str, default: int) -> int:
-    """An integer query parameter (absent: `default`)."""
+    """A non-negative integer query parameter (absent: `default`), at most 2^31 - 1."""
     raw = request.args.get(name)
     if raw is None:
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise ValidationFailed(f"{name} must be an integer") from None
+    if not 0 <= value <= MAX_QUERY_INT:
+        raise ValidationFailed(f"{name} must be between 0 and {MAX_QUERY_INT}")
+    return value

@@ -138,8 +138,13 @@ class RegistryRoutes:
         data = json_object(request, limit=MAX_VERIFY_BYTES, empty_ok=True)
         document = data.get("document_base64")
         if document is not None:
+            if not isinstance(document, str):
+                raise ValidationFailed("document_base64 must be a string (the PDF in base64)")
             try:
-                base64.b64decode(str(document), validate=True)
+                base64.b64decode(document, validate=True)
             except (binascii.Error, ValueError):
                 raise ValidationFailed("document_base64 is not base64") from None
-        return json_response(self.call(self.anpr.verify_certificate, tenant, str(data.get("code") or ""), document))
+        code = data.get("code")
+        if code is not None and not isinstance(code, str):
+            raise ValidationFailed("code must be a string")
+        return json_response(self.call(self.anpr.verify_certificate, tenant, code or "", document))

@@ -6,6 +6,11 @@ codes, amounts in cents >= 1, texts <= 140, the four return URLs of v2), answers
 Checkout page in `Location` (400/500 ProblemJson otherwise), and serves that page so a browser
 lands somewhere. Carts are remembered for tests.
 
+The page lets the citizen pay: "Paga" has the Nodo twin (`nodo_url`) play the PSP for every notice
+of the cart — `paVerifyPaymentNotice`, `paGetPaymentV2`, `paSendRTV2` to the Comune's station, as a
+real payment reaches it — then returns to `returnOkUrl` (`returnErrorUrl` if a step failed);
+"Annulla" returns to `returnCancelUrl`. Without a Nodo twin the page only links back.
+
 Controls (not part of Checkout): `POST /__twin/faults` `{"status": 500|400, "count": n,
 "latency_ms": ms, "malformed": bool}`; `GET /__twin/carts`; `POST /__twin/reset`.
 """
@@ -20,6 +25,7 @@ import time
 import uuid
 from typing import Any
 
+import httpx
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
@@ -72,14 +78,16 @@ def validate_cart(body: Any, *, version: int) -> None:
 
 
 class CheckoutTwin:
-    def __init__(self, *, public_url: str, keys: list[str] | None = None) -> None:
+    def __init__(self, *, public_url: str, keys: list[str] | None = None, nodo_url: str | None = None) -> None:
         self.public_url = public_url.rstrip("/")
+        self.nodo_url = nodo_url.rstrip("/") if nodo_url else None
         self.keys = set(keys) if keys else None
         self.lock = threading.Lock()
         self.url_map = Map([
             Rule(f"{V2}/carts", endpoint="carts_v2", methods=["POST"]),
             Rule(f"{V1}/carts", endpoint="carts_v1", methods=["POST"]),
             Rule("/c/<cart_id>", endpoint="page", methods=["GET"]),
+            Rule("/c/<cart_id>/pay", endpoint="pay", methods=["POST"]),
             Rule("/__twin/faults", endpoint="faults", methods=["POST"]),
             Rule("/__twin/carts", endpoint="carts_list", methods=["GET"]),
             Rule("/__twin/reset", endpoint="reset", methods=["POST"]),
@@ -143,9 +151,38 @@ class CheckoutTwin:
             return Response("<h1>Carrello non trovato</h1>", status=404, mimetype="text/html")
         lines = "".join(f"<li>{html.escape(n['description'])}: {n['amount'] / 100:.2f} EUR "
                         f"(avviso {html.escape(n['noticeNumber'])})</li>" for n in cart["paymentNotices"])
-        ok = html.escape(cart["returnUrls"]["returnOkUrl"])
-        return Response(f"<html><body><h1>pagoPA Checkout (sandbox)</h1><ul>{lines}</ul>"
-                        f'<a href="{ok}">Torna al Comune</a></body></html>', mimetype="text/html")
+        urls = cart["returnUrls"]
+        if self.nodo_url is None:
+            actions = f'<a href="{html.escape(urls["returnOkUrl"])}">Torna al Comune</a>'
+        else:
+            actions = (f'<form method="post" action="/c/{html.escape(cart_id)}/pay">'
+                       '<button type="submit">Paga (simulato)</button></form>'
+                       f'<p><a href="{html.escape(urls["returnCancelUrl"])}">Annulla e torna al Comune</a></p>')
+        return Response(f'<!doctype html><html lang="it"><head><meta charset="utf-8"><title>pagoPA Checkout '
+                        f'(sandbox)</title></head><body><main><h1>pagoPA Checkout (sandbox)</h1><ul>{lines}</ul>'
+                        f"{actions}</main></body></html>", mimetype="text/html")
+
+    def on_pay(self, request: Request, cart_id: str) -> Response:
+        """The citizen pays the whole cart: the Nodo twin calls the Comune's station for each notice."""
+        with self.lock:
+            cart = self.carts.get(cart_id)
+        if cart is None or self.nodo_url is None:
+            return Response("<h1>Carrello non trovato</h1>", status=404, mimetype="text/html")
+        urls = cart["returnUrls"]
+        target = urls["returnOkUrl"]
+        for notice in cart["paymentNotices"]:
+            try:
+                paid = httpx.post(f"{self.nodo_url}/__twin/pay", timeout=60, json={
+                    "fiscalCode": notice["fiscalCode"], "noticeNumber": notice["noticeNumber"]}).json()
+                outcomes = [paid.get(step, {}).get("outcome") for step in ("verify", "get", "send")]
+            except (httpx.HTTPError, ValueError):
+                outcomes = []
+            if outcomes != ["OK", "OK", "OK"]:
+                target = urls["returnErrorUrl"]
+                break
+        with self.lock:
+            cart["paid"] = target == urls["returnOkUrl"]
+        return Response(status=303, headers={"Location": target})
 
     def on_faults(self, request: Request) -> Response:
         body = json.loads(request.get_data() or b"{}")

@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
 import structlog
+from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -38,7 +39,7 @@ from sportello.contracts.pagopa import (
     PaymentPositionExpired,
     PaymentPositionInvalidated,
 )
-from sportello.errors import ConfigurationError, NotFound
+from sportello.errors import ConfigurationError, NotFound, ValidationFailed
 from sportello.events import EventPayload, new_event
 from sportello.outbox import add_event
 from sportello.tenants import Tenant, TenantRegistry
@@ -216,6 +217,11 @@ class Positions:
         if position.status is not PositionStatus.PUBLISHED or position.request.due_date < self.today():
             raise NotPayable(f"the position is {position.status.value}"
                              + (" and past its due date" if position.request.due_date < self.today() else ""))
+        if email is not None:
+            try:  # Checkout's cart schema: emailNotice is format "email"; a bad one would come back as 400
+                email = validate_email(email, check_deliverability=False).normalized
+            except EmailNotValidError:
+                raise ValidationFailed("email is not a valid e-mail address") from None
         notice = CartNotice(position.notice_number, tenant.fiscal_code, position.request.amount_cents, tenant.name,
                             position.request.description)
         location = self.checkout.start_cart(tenant, [notice], urls, email=email, cart_id=position.id)

@@ -109,6 +109,15 @@ def test_a_citizen_starts_paying_online_through_checkout(platform: Platform) -> 
     bad = httpx.post(platform.url(path), json={"return_urls": {"ok": "javascript:alert(1)"}},
                      headers=platform.auth(CITIZEN), timeout=30)
     assert bad.status_code == 400
+    # found by the gateway fuzz: Checkout refuses a malformed e-mail with 400, which came back as a 502
+    carts_before = len(httpx.get(f"{platform.twins['checkout']}/__twin/carts", timeout=10).json()["carts"])
+    bad_email = httpx.post(platform.url(path), json={"return_urls": urls, "email": "not an address"},
+                           headers=platform.auth(CITIZEN), timeout=30)
+    assert bad_email.status_code == 400 and "e-mail" in bad_email.json()["detail"], bad_email.text
+    assert len(httpx.get(f"{platform.twins['checkout']}/__twin/carts", timeout=10).json()["carts"]) == carts_before
+    with_email = httpx.post(platform.url(path), json={"return_urls": urls, "email": "Mario.Rossi@Example.IT"},
+                            headers=platform.auth(CITIZEN), timeout=30)
+    assert with_email.status_code == 200, with_email.text
     pay(platform, position["notice_number"])
     paid = httpx.post(platform.url(path), json={"return_urls": urls}, headers=platform.auth(CITIZEN), timeout=30)
     assert paid.status_code == 409 and paid.json()["code"] == "pagopa.position.not_payable"

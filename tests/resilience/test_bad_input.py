@@ -11,8 +11,9 @@ here upload bad CSV rows amid 10,000 good ones (`campaign.BAD_ROWS`).
 
 Added here, on the whole platform: malformed `payment.position.created` events reach the real
 appio service (dead-lettered with their reason, the service keeps serving, the good event that
-follows is delivered exactly once); a few of each bad input through the one gateway, with the
-platform healthy afterwards; and the NUL-character 500 the gateway fuzz found.
+follows is delivered exactly once); a few of each bad input through the one gateway; and the 500s
+the gateway fuzz found, now fixed (NUL in a JSON string, an offset past PostgreSQL's bigint, a
+non-string certificate document).
 """
 
 from __future__ import annotations
@@ -124,11 +125,9 @@ def test_bad_input_through_the_gateway_is_a_typed_4xx(platform: Platform, method
         assert problem["code"] == code
 
 
-# Found by the gateway fuzz (test_gateway_fuzz.py, before NUL was excluded from its generation):
-# a NUL inside a JSON string reaches PostgreSQL, which refuses it ("A string literal cannot contain
-# NUL (0x00) characters") and the caller gets a 500. Owned by the gateway / appio; reported to the
-# lead. strict: this turns red (XPASS) the day it is fixed, so the marker is then removed.
-@pytest.mark.xfail(strict=True, reason="NUL in a JSON string field is a 500, not a 400 (reported, not yet fixed)")
+# Found by the gateway fuzz (test_gateway_fuzz.py): a NUL inside a JSON string reached PostgreSQL,
+# which refuses it ("A string literal cannot contain NUL (0x00) characters"), and the caller got a
+# 500. Fixed: the gateway refuses NUL in any JSON body string (gateway/http.py json_object).
 @pytest.mark.parametrize("field", ["name", "idempotency_key"])
 def test_a_nul_character_in_a_json_field_is_a_400(platform: Platform, field: str) -> None:
     body = {"name": "TARI 2099", "subject": "Avviso di prova numero uno", "markdown": "x" * 90,
@@ -139,12 +138,20 @@ def test_a_nul_character_in_a_json_field_is_a_400(platform: Platform, field: str
 
 
 # Found by the gateway fuzz (`make resilience`, 2026-11-22): an offset past PostgreSQL's bigint range
-# reaches the query and the caller gets a 500 (schemathesis cases LVMtC0, UiRxqQ). Owned by the
-# gateway / pagopa; reported to the lead. The fuzz keeps offset at 0 until it is fixed.
-@pytest.mark.xfail(strict=True, reason="a huge offset is a 500, not a 400 (reported, not yet fixed)")
+# reached the query and the caller got a 500 (schemathesis cases LVMtC0, UiRxqQ). Fixed: integer
+# query parameters are 0..2^31-1 (gateway/http.py int_arg).
 @pytest.mark.parametrize("path", ["/v1/tenants/cremona/payments/notices", "/v1/tenants/cremona/payments/positions"])
 def test_an_offset_past_any_integer_column_is_a_400(platform: Platform, path: str) -> None:
     response = httpx.get(platform.url(path), timeout=30,
                          params={"offset": "178343611870334269911990272"},
                          headers=platform.auth(OPERATOR, ("operator",)))
     assert response.status_code == 400, response.text
+
+
+# Found by the gateway fuzz (`make resilience` 03:09, case hczcD3): a JSON `true` where the
+# certificate's base64 text belongs was a 500. Fixed in gateway/routes/registry.py.
+def test_a_certificate_verification_with_a_non_string_document_is_a_400(platform: Platform) -> None:
+    response = httpx.post(platform.url("/v1/public/tenants/cremona/certificates/verify"), timeout=30,
+                          json={"code": "ABCD1234", "document_base64": True})
+    assert response.status_code == 400, response.text
+

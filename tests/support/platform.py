@@ -228,6 +228,7 @@ def start_platform(work: Path, *, services: Sequence[str] = SERVICE_NAMES, twins
                          "SANDBOX_CIE_RPS": f"{gateway_url}/v1/tenants/cremona/auth/cie",
                          "SANDBOX_NODO_STATION_URL": f"{gateway_url}/v1/pagopa/paForNode",
                          "SANDBOX_NODO_GPD_URL": twin_urls.get("gpd", ""),
+                         "SANDBOX_CHECKOUT_NODO_URL": twin_urls.get("nodo", ""),
                          **(twin_env or {}).get(name, {})}
             log = (work / f"twin-{name}.log").open("ab")
             twin_procs[name] = subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, env=variables, stdout=log,
