@@ -42,6 +42,8 @@ class ApiRoute(HttpRequestHandler):
         request.shallow = False
         request_id = safe_correlation_id(request.headers.get("X-Request-ID"))
         try:
+            if "\x00" in request.path or any("\x00" in k or "\x00" in v for k, v in request.args.items(multi=True)):
+                raise ValidationFailed("the path and query must not contain the NUL character (%00)")
             args, kwargs = self.get_entrypoint_parameters(request)
             self.check_signature(args, kwargs)
             event = Event()

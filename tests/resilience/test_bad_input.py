@@ -137,6 +137,15 @@ def test_a_nul_character_in_a_json_field_is_a_400(platform: Platform, field: str
     assert response.status_code == 400, response.text
 
 
+# Found by the gateway fuzz once NUL was generated again: a NUL in a query parameter (here
+# `reference` of GET .../payments/positions) reached PostgreSQL: a 500. Fixed in gateway/http.py.
+def test_a_nul_character_in_the_query_is_a_400(platform: Platform) -> None:
+    response = httpx.get(platform.url("/v1/tenants/cremona/payments/positions"), timeout=30,
+                         params={"reference": "TARI\x002099"}, headers=platform.auth(OPERATOR, ("operator",)))
+    assert response.status_code == 400, response.text
+    assert response.headers["Content-Type"].startswith("application/problem+json")
+
+
 # Found by the gateway fuzz (`make resilience`, 2026-11-22): an offset past PostgreSQL's bigint range
 # reached the query and the caller got a 500 (schemathesis cases LVMtC0, UiRxqQ). Fixed: integer
 # query parameters are 0..2^31-1 (gateway/http.py int_arg).
