@@ -133,22 +133,36 @@ def body_element(payload: bytes, limit: int = MAX_MESSAGE_BYTES) -> ElementTree.
     return body[0]
 
 
-def encode(element: str, document: dict[str, Any]) -> ElementTree.Element:
-    """Encode and validate one element of paForNode.xsd (ValueError if it breaks the schema)."""
+def encode_with(xsd: xmlschema.XMLSchema, element: str, document: dict[str, Any]) -> ElementTree.Element:
+    """Encode and validate one element of `xsd` (ValueError naming the schema file and its reason)."""
     try:
-        encoded: Any = schema().elements[element].encode(document, validation="strict")
+        encoded: Any = xsd.elements[element].encode(document, validation="strict")
     except xmlschema.XMLSchemaValidationError as exc:
-        raise ValueError(f"{element} does not satisfy paForNode.xsd: {exc.reason}") from None
+        raise ValueError(f"{element} does not satisfy {_file_of(xsd)}: {exc.reason}") from None
     return encoded  # type: ignore[no-any-return]
 
 
-def decode(element: ElementTree.Element, name: str) -> dict[str, Any]:
-    """Decode and validate one element (ValueError with the schema's reason)."""
+def decode_with(xsd: xmlschema.XMLSchema, element: ElementTree.Element, name: str) -> dict[str, Any]:
+    """Decode and validate one element of `xsd` (ValueError naming the schema file and its reason)."""
     try:
-        decoded: Any = schema().elements[name].decode(element, validation="strict")
+        decoded: Any = xsd.elements[name].decode(element, validation="strict")
     except xmlschema.XMLSchemaValidationError as exc:
-        raise ValueError(f"{name} does not satisfy paForNode.xsd: {exc.reason}") from None
+        raise ValueError(f"{name} does not satisfy {_file_of(xsd)}: {exc.reason}") from None
     return decoded  # type: ignore[no-any-return]
+
+
+def _file_of(xsd: xmlschema.XMLSchema) -> str:
+    return str(xsd.url or "the schema").rsplit("/", 1)[-1]
+
+
+def encode(element: str, document: dict[str, Any]) -> ElementTree.Element:
+    """Encode and validate one element of paForNode.xsd (ValueError if it breaks the schema)."""
+    return encode_with(schema(), element, document)
+
+
+def decode(element: ElementTree.Element, name: str) -> dict[str, Any]:
+    """Decode and validate one element of paForNode.xsd (ValueError with the schema's reason)."""
+    return decode_with(schema(), element, name)
 
 
 def operation_of(element: ElementTree.Element) -> str:

@@ -77,19 +77,11 @@ def schema() -> xmlschema.XMLSchema:
 
 
 def _encode(element: str, document: dict[str, Any]) -> ElementTree.Element:
-    try:
-        encoded: Any = schema().elements[element].encode(document, validation="strict")
-    except xmlschema.XMLSchemaValidationError as exc:
-        raise ValueError(f"{element} does not satisfy nodeForPa.xsd: {exc.reason}") from None
-    return encoded  # type: ignore[no-any-return]
+    return nodo.encode_with(schema(), element, document)
 
 
 def _decode(element: ElementTree.Element, name: str) -> dict[str, Any]:
-    try:
-        decoded: Any = schema().elements[name].decode(element, validation="strict")
-    except xmlschema.XMLSchemaValidationError as exc:
-        raise ValueError(f"{name} does not satisfy nodeForPa.xsd: {exc.reason}") from None
-    return decoded  # type: ignore[no-any-return]
+    return nodo.decode_with(schema(), element, name)
 
 
 def envelope(element: ElementTree.Element) -> bytes:
