@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -10,6 +11,7 @@ import structlog
 from nameko.timer import timer
 
 from services.pagopa import models
+from services.pagopa.adapters.gpd import GPD_WINDOW_MARGIN_SECONDS, GPD_WINDOW_SECONDS
 from services.pagopa.application import Positions, position_view
 from services.pagopa.campaigns import Campaigns
 from services.pagopa.dependencies import PositionsProvider
@@ -25,6 +27,7 @@ from sportello.errors import NotFound, SportelloError, ValidationFailed
 from sportello.events import Envelope
 
 log = structlog.get_logger("pagopa.service")
+STARTED = time.monotonic()  # this process's start (the module is imported once, at start-up)
 
 
 class PagoPAService(PlatformService):
@@ -208,7 +211,13 @@ class PagoPAService(PlatformService):
     @timer(interval=1)
     def run_campaigns(self) -> None:
         """Pending campaign rows become positions (GPD v2 bulk). nameko waits for a run to end before
-        the next, so one process never works a batch twice; a restart resumes where it stopped."""
+        the next, so one process never works a batch twice; a restart resumes where it stopped.
+
+        Not in the first GPD window after start: the limiter is per process, and a predecessor killed
+        mid-campaign may have spent the whole window's calls; resuming at once let GPD see 101 in one
+        window (make resilience, 2026-11-22)."""
+        if time.monotonic() < STARTED + GPD_WINDOW_SECONDS + GPD_WINDOW_MARGIN_SECONDS:
+            return
         for tenant in self.tenants:
             if tenant.pagopa is not None:
                 try:
