@@ -119,6 +119,8 @@ def parse_campaign(data: bytes | str, *, campaign_id: str, today: date, default_
     except csv.Error:
         raise ValidationFailed("the CSV is not well formed (unbalanced quotes?)") from None
     records = [r for r in records if any(cell.strip() for cell in r)]
+    if not records:  # separators only, e.g. ";" (found by the gateway fuzz: it was an IndexError, a 500)
+        raise ValidationFailed("the CSV is empty")
     header = [_canonical(h) for h in records[0]]
     missing = [c for c in REQUIRED if c not in header]
     if missing:
