@@ -19,6 +19,8 @@ _HEADERS = {"fiscal_code", "codice_fiscale", "codicefiscale", "cf"}
 
 def parse_csv(text: str) -> list[str]:
     """First column of each non-empty row; an optional header row naming the fiscal code column."""
+    if "\x00" in text:  # PostgreSQL text cannot hold it, and no fiscal code contains it
+        raise InvalidMessage("the CSV must not contain NUL characters")
     rows = [row for row in csv.reader(io.StringIO(text.lstrip("\ufeff")), delimiter=_delimiter(text)) if row
             and any(cell.strip() for cell in row)]
     if rows and rows[0][0].strip().lower() in _HEADERS:

@@ -114,6 +114,8 @@ def parse_campaign(data: bytes | str, *, campaign_id: str, today: date, default_
         text = data.removeprefix("\ufeff")
     if not text.strip():
         raise ValidationFailed("the CSV is empty")
+    if "\x00" in text:  # no cell of ours may hold it, and PostgreSQL text cannot
+        raise ValidationFailed("the CSV must not contain NUL characters")
     try:
         records: list[list[str]] = list(_reader(text))
     except csv.Error:

@@ -68,6 +68,8 @@ def test_campaign_recipients_from_csv_are_checked_and_deduplicated() -> None:
     assert recipients(parse_csv(text)) == (["RSSMRA85T10A562S", seed.ON_IO[0]], 1)
     with pytest.raises(InvalidMessage, match="position"):
         recipients(["RSSMRA85T10A562S", "nope"])
+    with pytest.raises(InvalidMessage, match="NUL"):
+        parse_csv("codice_fiscale\nRSSMRA85T10A562S\x00\n")
 
 
 def twin(**kwargs: object) -> tuple[httpx.Client, TwinState, list[float]]:

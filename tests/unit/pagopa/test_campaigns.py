@@ -161,7 +161,8 @@ def test_each_row_is_judged_on_its_own() -> None:
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("", "empty"), ("   \n\n", "empty"), (";", "empty"), (";;\n ; \n", "empty"), (HEADER + "\n", "no rows"),
+    ("", "empty"), ("   \n\n", "empty"), (";", "empty"), (";;\n ; \n", "empty"),
+    (HEADER + "\nRSSMRA85T10A562S;Ma\x00rio;10;31/12/2099;TARI\n", "NUL"), (HEADER + "\n", "no rows"),
     ("nome;importo\nMario;10\n", "lacks column"), (b"\xff\xfe\x00", "UTF-8"),
     ('codice_fiscale;nominativo;importo;scadenza;causale\n"unclosed;x;1;2027-01-01;y\n', "well formed"),
     ("fiscal_code;cf;name;amount;due_date;description\n", "twice"),
