@@ -14,8 +14,7 @@ import httpx
 import pytest
 from jose import jwt
 
-from tests.support.servers import Databases, isolated_vhost, require_postgresql, require_rabbitmq
-from tests.support.spid_login import LoginPlatform, cie_browser_login, login_platform
+from tests.support.spid_login import LoginPlatform, cie_browser_login, isolated_login_platform
 
 pytestmark = pytest.mark.e2e
 CITIZEN = "BNCGLI90D45D150M"
@@ -24,15 +23,8 @@ OPERATOR = "RSSMRA85T10A562S"
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoginPlatform]:
-    require_rabbitmq()
-    require_postgresql()
-    databases = Databases()
-    try:
-        with isolated_vhost() as amqp_uri, login_platform(tmp_path_factory.mktemp("cie"), amqp_uri,
-                                                          databases) as running:
-            yield running
-    finally:
-        databases.drop_all()
+    with isolated_login_platform(tmp_path_factory.mktemp("cie")) as running:
+        yield running
 
 
 def test_entity_configuration_is_served_as_the_rules_want(platform: LoginPlatform) -> None:

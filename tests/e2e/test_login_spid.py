@@ -22,9 +22,8 @@ import pytest
 from jose import jwt
 
 from sportello.tokens import AUDIENCE, ISSUER, SigningKey
-from tests.support.servers import Databases, isolated_vhost, require_postgresql, require_rabbitmq
 from tests.support.spid import key_and_cert
-from tests.support.spid_login import OTHER_TENANT, LoginPlatform, browser_login, login_platform, post_form
+from tests.support.spid_login import OTHER_TENANT, LoginPlatform, browser_login, isolated_login_platform, post_form
 
 pytestmark = pytest.mark.e2e
 CITIZEN = "BNCGLI90D45D150M"  # not an operator of Cremona
@@ -33,15 +32,8 @@ OPERATOR = "VRDLGU70A01D150D"  # operator and admin of Cremona (sandbox/tenants/
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoginPlatform]:
-    require_rabbitmq()
-    require_postgresql()
-    databases = Databases()
-    try:
-        with isolated_vhost() as amqp_uri, login_platform(tmp_path_factory.mktemp("login"), amqp_uri,
-                                                          databases) as running:
-            yield running
-    finally:
-        databases.drop_all()
+    with isolated_login_platform(tmp_path_factory.mktemp("login")) as running:
+        yield running
 
 
 def tokens_for(platform: LoginPlatform, fiscal_code: str, **kwargs: Any) -> dict[str, Any]:

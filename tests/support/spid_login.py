@@ -26,7 +26,7 @@ from nameko.standalone.rpc import ClusterRpcProxy
 
 from sandbox.secrets import generate
 from tests.support.processes import ROOT, ServiceProcess, free_port, service_env, wait_for
-from tests.support.servers import Databases
+from tests.support.servers import Databases, isolated_vhost, require_postgresql, require_rabbitmq
 
 OTHER_TENANT = "lodi"
 _INPUT = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"/>')
@@ -228,3 +228,16 @@ def running_sp(work: Path, amqp_uri: str, databases: Databases, idp_metadata: Pa
     finally:
         for process in sp.processes:
             process.stop()
+
+
+@contextmanager
+def isolated_login_platform(work: Path) -> Iterator[LoginPlatform]:
+    """`login_platform` on a vhost and databases of its own, removed afterwards (e2e modules)."""
+    require_rabbitmq()
+    require_postgresql()
+    databases = Databases()
+    try:
+        with isolated_vhost() as amqp_uri, login_platform(work, amqp_uri, databases) as running:
+            yield running
+    finally:
+        databases.drop_all()
