@@ -6,22 +6,27 @@ Why: one HTTP client and one rate limiter per process, so every worker shares GP
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from nameko.extensions import DependencyProvider
 
 from services.pagopa.adapters.checkout import HttpCheckout
-from services.pagopa.adapters.gpd import HttpGpd
+from services.pagopa.adapters.gpd import HttpGpd, gpd_limiter
 from services.pagopa.adapters.nodo import HttpNodoReporting
 from services.pagopa.application import Positions
+from services.pagopa.config import settings
 from sportello.edge.kernel import KernelContext, ServiceDatabase
+from sportello.metrics import observed_sleep
 
 
 class PositionsProvider(DependencyProvider):
     kernel = KernelContext()
 
     def setup(self) -> None:
-        self.gpd = HttpGpd()
+        self.config = settings()  # a bad value stops the start-up here
+        self.gpd = HttpGpd(limiter=gpd_limiter(self.config.gpd_rate_limit, self.config.gpd_rate_window_seconds,
+                                               sleep=observed_sleep("gpd", time.sleep)))
         self.checkout = HttpCheckout()
         self.nodo = HttpNodoReporting()
 

@@ -11,9 +11,9 @@ import structlog
 from nameko.timer import timer
 
 from services.pagopa import models
-from services.pagopa.adapters.gpd import GPD_WINDOW_MARGIN_SECONDS, GPD_WINDOW_SECONDS
 from services.pagopa.application import Positions, position_view
 from services.pagopa.campaigns import Campaigns
+from services.pagopa.config import settings
 from services.pagopa.dependencies import PositionsProvider
 from services.pagopa.notice import render_notices
 from services.pagopa.receipts import Receipts
@@ -21,6 +21,7 @@ from services.pagopa.reconciliation import Reconciliation
 from services.pagopa.schemas import parse_position_request, parse_return_urls
 from sportello.contracts.anpr import StampDutyRequested
 from sportello.edge.messaging import event_handler
+from sportello.edge.offload import off_the_hub
 from sportello.edge.rpc import rpc
 from sportello.edge.service import PlatformService
 from sportello.errors import NotFound, SportelloError, ValidationFailed
@@ -185,7 +186,7 @@ class PagoPAService(PlatformService):
                                     offset=int(offset))
         if not found:
             raise NotFound("no payment positions match")
-        return base64.b64encode(render_notices(found)).decode("ascii")
+        return base64.b64encode(off_the_hub(render_notices, found)).decode("ascii")  # seconds of CPU
 
     @rpc
     def upload_campaign(self, tenant: str, name: str, csv_text: str,
@@ -216,7 +217,7 @@ class PagoPAService(PlatformService):
         Not in the first GPD window after start: the limiter is per process, and a predecessor killed
         mid-campaign may have spent the whole window's calls; resuming at once let GPD see 101 in one
         window (make resilience, 2026-11-22)."""
-        if time.monotonic() < STARTED + GPD_WINDOW_SECONDS + GPD_WINDOW_MARGIN_SECONDS:
+        if time.monotonic() < STARTED + settings().gpd_rate_window_seconds:
             return
         for tenant in self.tenants:
             if tenant.pagopa is not None:

@@ -41,13 +41,13 @@ DEBT_POSITIONS = "debt-positions-service"
 RECEIPTS_API = "payments-receipts-service"
 
 
-# GPD counts a call when it arrives, we when we send it: without a margin, call 101 sent exactly 10 s
-# after call 1 can arrive first and earn a 429 (+ Retry-After) at every window boundary of a campaign.
-GPD_WINDOW_MARGIN_SECONDS = 0.1
-
-
-def gpd_limiter(**kwargs: Any) -> SlidingWindowLimiter:
-    return SlidingWindowLimiter(GPD_LIMIT, GPD_WINDOW_SECONDS + GPD_WINDOW_MARGIN_SECONDS, **kwargs)
+def gpd_limiter(limit: int = GPD_LIMIT, window_seconds: float = GPD_WINDOW_SECONDS,
+                **kwargs: Any) -> SlidingWindowLimiter:
+    """GPD counts a call when it arrives. A margin on the window (0.1 s until 2026-11-22) did not make
+    that safe: a call delayed on the way by more than the margin still met the next window's calls
+    (the city-campaign smoke saw 3 in a window of 2). `HttpGpd` counts each call from before it
+    leaves until its answer is back (ADR 0011), which needs no margin."""
+    return SlidingWindowLimiter(limit, window_seconds, **kwargs)
 
 
 def due_datetime(due: date) -> str:
@@ -146,14 +146,16 @@ class HttpGpd:
         url = self._base(tenant, version, api) + path
 
         def attempt() -> httpx.Response:
-            self.limiter.acquire(limiter_key)
-            try:
-                response = self.client.request(method, url, json=json, params=params,
-                                               headers={"Ocp-Apim-Subscription-Key": secret})
-            except httpx.TimeoutException:
-                raise _Retryable("timeout") from None
-            except httpx.TransportError as exc:
-                raise _Retryable(type(exc).__name__) from None
+            # counted from before it leaves until its answer is back: GPD counts arrivals, and one
+            # delayed on the way must still fall in the window we counted it in (ADR 0011)
+            with self.limiter.call(limiter_key):
+                try:
+                    response = self.client.request(method, url, json=json, params=params,
+                                                   headers={"Ocp-Apim-Subscription-Key": secret})
+                except httpx.TimeoutException:
+                    raise _Retryable("timeout") from None
+                except httpx.TransportError as exc:
+                    raise _Retryable(type(exc).__name__) from None
             if response.status_code == 429:
                 seconds = parse_retry_after(response.headers.get("Retry-After"))
                 self.limiter.pause(limiter_key, seconds)

@@ -156,6 +156,29 @@ def test_the_limiter_keeps_gpds_limit_so_the_twin_never_says_429(twin: GpdTwin, 
     assert 20 <= clock.now - started < 21  # 250 calls at 100 / 10 s: two full windows of waiting
 
 
+class SlowOnTheWay(httpx.BaseTransport):
+    """Calls that spend `delays[i]` seconds (fake clock) between leaving and reaching the twin."""
+
+    def __init__(self, app: GpdTwin, clock: Clock, delays: list[float]) -> None:
+        self.inner, self.clock, self.delays = httpx.WSGITransport(app=app), clock, delays
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.clock.now += self.delays.pop(0) if self.delays else 0.0
+        return self.inner.handle_request(request)
+
+
+def test_a_call_delayed_on_the_way_still_counts_in_its_window_at_gpd(clock: Clock) -> None:
+    # GPD counts arrivals: the first call reaches it 0.5 s late. Counted only when it left, the third
+    # call would leave 10 s after the first left and arrive in the same GPD window as the first two.
+    twin = GpdTwin(clock=clock, limit=2)
+    client = httpx.Client(transport=SlowOnTheWay(twin, clock, [0.5]))
+    gpd = HttpGpd(limiter=gpd_limiter(2, 10.0, clock=clock, sleep=clock.sleep), client=client, sleep=clock.sleep)
+    for n in (1, 2, 3):
+        gpd.create(tenant(), position(n), publish=True)
+    assert twin.statuses.get("429", 0) == 0
+    assert twin.statuses["201"] == 3
+
+
 def test_without_the_limiter_the_twin_enforces_the_limit(twin: GpdTwin, clock: Clock) -> None:
     client = httpx.Client(transport=httpx.WSGITransport(app=twin))
     headers = {"Ocp-Apim-Subscription-Key": "k"}
