@@ -145,7 +145,8 @@ def main() -> None:
     port = int(os.environ.get("SANDBOX_GPD_PORT", PORT))
     limit = int(os.environ.get("RESILIENCE_GPD_LIMIT", LIMIT))
     keys = [k for k in os.environ.get("SANDBOX_GPD_KEYS", "").split(",") if k]
-    twin = FaultyGpdTwin(keys=keys or None, limit=limit, window_seconds=WINDOW_SECONDS)
+    window = float(os.environ.get("RESILIENCE_GPD_WINDOW_SECONDS", WINDOW_SECONDS))
+    twin = FaultyGpdTwin(keys=keys or None, limit=limit, window_seconds=window)
     if os.environ.get("RESILIENCE_GPD_FAULTS"):
         twin.random_faults = json.loads(os.environ["RESILIENCE_GPD_FAULTS"])
         twin.rng = random.Random(twin.random_faults.get("seed"))
