@@ -5,7 +5,7 @@ yields on I/O; seconds of pure CPU in one worker (500 payment notices in one PDF
 other one for as long: RPC replies, event acks, timers, the outbox relay. `make bench-city` saw the
 gateway's campaign-progress reads time out while pagopa rendered a page of notices. eventlet's
 tpool runs the call in a real OS thread; the interpreter hands the GIL back every few
-milliseconds, so the hub keeps serving while it runs.
+milliseconds, so the hub keeps serving while it runs (ADR 0017).
 """
 
 from __future__ import annotations
