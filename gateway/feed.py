@@ -95,7 +95,9 @@ class ReadModelProvider(DependencyProvider):
         self.model.feed_down()
 
     def kill(self) -> None:
-        self.queue_consumer.unregister_provider(self)
+        # Not `unregister_provider`: it waits for the consume loop to cancel the consumer, and the
+        # container is killing that loop (nameko's kill drops pending removals), so it waited
+        # forever and the gateway's container never finished dying.
         self.model.feed_down()
 
     def get_dependency(self, worker_ctx: Any) -> CitizenPositionsView:
