@@ -13,7 +13,7 @@ PYTEST := $(VENV)/bin/python -m pytest --junitxml=test-artifacts/junit.xml
 WEB_STAMP := web/dist/.built
 WEB_SOURCES := $(wildcard web/src/* web/portal/* web/console/*) web/package.json web/package-lock.json web/vite.config.js
 
-.PHONY: test run web browser lint types unit conformance integration e2e deploy resilience clean bench-gateway bench-notices bench-login bench-appio bench-appio-resilience bench-city
+.PHONY: test run web browser lint types unit conformance integration e2e deploy resilience clean bench-gateway bench-notices bench-login bench-appio bench-appio-resilience bench-city bench-events
 
 test: lint types $(STAMP) $(WEB_STAMP)
 	$(ENSURE) rabbitmq postgresql xmlsec1 chromium
@@ -76,6 +76,10 @@ deploy: $(STAMP)
 bench-gateway: $(STAMP)
 	$(ENSURE) rabbitmq postgresql
 	$(VENV)/bin/python -m bench.gateway
+
+bench-events: $(STAMP)
+	$(ENSURE) rabbitmq postgresql
+	$(VENV)/bin/python -m bench.event_pipeline --events 3000
 
 bench-notices: $(STAMP)
 	$(VENV)/bin/python -m bench.notices

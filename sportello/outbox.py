@@ -8,7 +8,6 @@ at-least-once delivery; consumers are idempotent, so the effect happens once.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +22,13 @@ from sportello.events import Envelope
 from sportello.tables import outbox
 from sportello.tracing import current_traceparent
 
+# Set on a session whose transaction wrote an outbox row: only such commits need to wake the relay.
+OUTBOX_WRITTEN = "sportello.outbox_written"
+
+# One constant statement with the values passed as parameters: SQLAlchemy compiles it once and
+# looks it up by a fixed cache key, instead of building and keying a fresh `.values(...)` per event.
+_INSERT = insert(outbox)
+
 
 def add_event(session: Session, envelope: Envelope[Any]) -> None:
     """Store `envelope` in the outbox as part of the caller's transaction.
@@ -32,16 +38,16 @@ def add_event(session: Session, envelope: Envelope[Any]) -> None:
     """
     if envelope.traceparent is None and (traceparent := current_traceparent()) is not None:
         envelope = envelope.model_copy(update={"traceparent": traceparent})
-    session.execute(
-        insert(outbox).values(
-            event_id=envelope.id,
-            event_type=envelope.type,
-            tenant=envelope.tenant,
-            correlation_id=envelope.correlationid,
-            body=json.dumps(envelope.to_message(), separators=(",", ":"), ensure_ascii=False),
-            created_at=datetime.now(UTC),
-        )
-    )
+    session.info[OUTBOX_WRITTEN] = True
+    session.execute(_INSERT, {
+        "event_id": envelope.id,
+        "event_type": envelope.type,
+        "tenant": envelope.tenant,
+        "correlation_id": envelope.correlationid,
+        # the wire body (`Envelope.to_message()` as compact UTF-8 JSON), serialised once, in pydantic-core
+        "body": envelope.model_dump_json(exclude_none=True),
+        "created_at": datetime.now(UTC),
+    })
 
 
 class EventPublisher(Protocol):

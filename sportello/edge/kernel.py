@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from sportello.db import Database
 from sportello.deadletters import DeadLetterStore
+from sportello.outbox import OUTBOX_WRITTEN
 from sportello.retention import RetentionPolicy, prune
 from sportello.settings import Settings, load_settings
 from sportello.tenants import SecretSource, TenantRegistry, load_tenants
@@ -72,7 +73,7 @@ class KernelContext(SharedExtension):
 
     @property
     def wake_relay(self) -> threading.Event:
-        """Set after every commit through `ServiceDatabase`, so the relay publishes at once."""
+        """Set after a commit through `ServiceDatabase` that wrote an outbox event: the relay publishes at once."""
         self._build()
         return self._wake_relay
 
@@ -97,7 +98,9 @@ class ServiceDatabase:
     def transaction(self) -> Iterator[Session]:
         with self._database.transaction() as session:
             yield session
-        self._on_commit.set()  # an outbox row may be waiting: wake the relay now, not at its next poll
+            wrote_events = bool(session.info.get(OUTBOX_WRITTEN))
+        if wrote_events:  # an outbox row is waiting: wake the relay now, not at its next poll
+            self._on_commit.set()
 
 
 class DatabaseProvider(DependencyProvider):

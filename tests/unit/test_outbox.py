@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from threading import Event
 
 import pytest
 from pydantic import Field
@@ -13,6 +14,7 @@ from sqlalchemy import func, select, update
 
 from sportello.bus import OutgoingEvent
 from sportello.db import Database
+from sportello.edge.kernel import ServiceDatabase
 from sportello.events import Envelope, EventPayload, new_event, parse_event
 from sportello.outbox import EventPublisher, OutboxRelay, add_event
 from sportello.tables import outbox
@@ -214,3 +216,18 @@ def test_lag_counts_pending(database: Database) -> None:
     assert 0 <= lag["oldest_seconds"] < 59
     relay.relay_once()
     assert relay.lag() == {"pending": 0, "oldest_seconds": 0.0}
+
+
+def test_only_commits_that_wrote_events_wake_the_relay(database: Database) -> None:
+    wake = Event()  # the service's wake-up event (green under eventlet)
+    service_db = ServiceDatabase(database, wake)
+    with service_db.transaction() as session:  # a commit with no event: nothing for the relay
+        session.execute(select(func.count()).select_from(outbox))
+    assert not wake.is_set()
+    with pytest.raises(RuntimeError), service_db.transaction() as session:  # rolled back: nothing either
+        add_event(session, events(1)[0])
+        raise RuntimeError("state change failed")
+    assert not wake.is_set()
+    with service_db.transaction() as session:
+        add_event(session, events(1)[0])
+    assert wake.is_set()
