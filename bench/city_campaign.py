@@ -220,7 +220,7 @@ def main() -> int:
     runs["both"] = runs["on"] + runs["off"]
     lines: list[str] = []
     failed = False
-    state = machine()
+    state, started_at = machine(), now()
     for label, limits in runs[args.limits]:
         with tempfile.TemporaryDirectory(prefix="bench-city-") as folder:
             result = run(args.households, limits, Path(folder))
@@ -234,7 +234,7 @@ def main() -> int:
 
 `{command}` (`make bench-city`)
 
-Run {now()}, {state}. The whole platform (4 services, gateway, twins) on the same 2 cores, the
+Run started {started_at}, {state}. The whole platform (4 services, gateway, twins) on the same 2 cores, the
 campaign uploaded as CSV through the gateway; timed from the upload to the last message final.
 
 ```

@@ -120,6 +120,12 @@ class GatewayService(AuthRoutes, PaymentRoutes, ReconciliationRoutes, RegistryRo
         return call_with_deadline(method, *args, timeout=self.settings.rpc_timeout_seconds,
                                   on_timeout=UpstreamTimeout("a service did not answer in time"), **kwargs)
 
+    def call_at_least(self, seconds: float, method: Any, *args: Any, **kwargs: Any) -> Any:
+        """`call` for a page of work (a city-size CSV, 500 notices, a reporting flow): the deadline is at
+        least `seconds`, as such a call legitimately takes longer than a read."""
+        return call_with_deadline(method, *args, timeout=max(seconds, self.settings.rpc_timeout_seconds),
+                                  on_timeout=UpstreamTimeout("a service did not answer in time"), **kwargs)
+
     def authenticate_tenant(self, request: Request, tenant: str, *roles: Role) -> Principal:
         """The verified caller, who must belong to the Comune named in the path."""
         principal = self.authenticate(request, *roles)

@@ -14,10 +14,8 @@ from typing import Any
 from werkzeug.wrappers import Request, Response
 
 import services.pagopa.domain.errors  # noqa: F401 - pagopa's errors arrive typed over RPC
-from gateway.errors import UpstreamTimeout
 from gateway.http import api, int_arg, json_response
 from services.pagopa.domain.reporting import MAX_FLOW_BYTES
-from sportello.edge.rpc import call_with_deadline
 from sportello.errors import ValidationFailed
 from sportello.tokens import Role
 
@@ -32,13 +30,13 @@ class ReconciliationRoutes:
     """Mixin of GatewayService (uses its `call`, `authenticate_tenant`, `pagopa` and `settings`)."""
 
     call: Any
+    call_at_least: Any
     authenticate_tenant: Any
     pagopa: Any
     settings: Any
 
     def _slow_call(self, method: Any, *args: Any) -> Any:
-        return call_with_deadline(method, *args, timeout=max(SLOW_CALL_SECONDS, self.settings.rpc_timeout_seconds),
-                                  on_timeout=UpstreamTimeout("the pagopa service did not answer in time"))
+        return self.call_at_least(SLOW_CALL_SECONDS, method, *args)
 
     @api("POST", "/v1/tenants/<tenant>/payments/reporting-flows")
     def import_reporting_flow(self, request: Request, tenant: str) -> Response:
