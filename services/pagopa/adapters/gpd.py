@@ -45,8 +45,8 @@ def gpd_limiter(limit: int = GPD_LIMIT, window_seconds: float = GPD_WINDOW_SECON
                 **kwargs: Any) -> SlidingWindowLimiter:
     """GPD counts a call when it arrives. A margin on the window (0.1 s until 2026-11-22) did not make
     that safe: a call delayed on the way by more than the margin still met the next window's calls
-    (the city-campaign smoke saw 3 in a window of 2). `HttpGpd` counts each call from before it
-    leaves until its answer is back (ADR 0011), which needs no margin."""
+    (`test_a_call_delayed_on_the_way_still_counts_in_its_window_at_gpd`). `HttpGpd` counts each call
+    from before it leaves until its answer is back (ADR 0011), which needs no margin."""
     return SlidingWindowLimiter(limit, window_seconds, **kwargs)
 
 
