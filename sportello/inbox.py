@@ -76,7 +76,4 @@ _CLAIM = {
     "postgresql": postgresql.insert(inbox).on_conflict_do_nothing(),
     "sqlite": sqlite.insert(inbox).on_conflict_do_nothing(),
 }
-_CLAIM_MANY = {
-    "postgresql": postgresql.insert(inbox).on_conflict_do_nothing().returning(inbox.c.event_id),
-    "sqlite": sqlite.insert(inbox).on_conflict_do_nothing().returning(inbox.c.event_id),
-}
+_CLAIM_MANY = {dialect: statement.returning(inbox.c.event_id) for dialect, statement in _CLAIM.items()}
